@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The main job, end to end: start the local control plane (unless --use-kubeconfig), install the
+# CRDs, run the operator, apply examples/ and show the result.
+#
+#   hack/demo.sh                   local control plane from hack/cluster.sh
+#   hack/demo.sh --use-kubeconfig  the cluster of your current KUBECONFIG instead
+#   hack/demo.sh stop              stop the operator and the local control plane
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=hack/common.sh
+source hack/common.sh
+STATE=${M2M_CLUSTER_DIR:-$ROOT/.cluster}
+OPERATOR_PID=$STATE/operator.pid
+ADMIN_ADDR=127.0.0.1:18081
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+stop_operator() {
+  if [ -f "$OPERATOR_PID" ]; then
+    local pid
+    pid=$(cat "$OPERATOR_PID")
+    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q m2m-operator; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      echo "stopped m2m-operator (pid $pid)"
+    fi
+    rm -f "$OPERATOR_PID"
+  fi
+}
+
+case "${1:-}" in
+  stop)
+    stop_operator
+    hack/cluster.sh down
+    exit 0
+    ;;
+  --use-kubeconfig)
+    [ -n "${KUBECONFIG:-}" ] || [ -f "$HOME/.kube/config" ] || { echo "error: no KUBECONFIG and no ~/.kube/config" >&2; exit 1; }
+    say "using the cluster of your kubeconfig ($(kubectl config current-context))"
+    ;;
+  "")
+    say "starting the local control plane (the first run builds it: allow 15-35 minutes on 2 cores)"
+    hack/cluster.sh up >/dev/null
+    eval "$(hack/cluster.sh env)"
+    ;;
+  *)
+    echo "usage: $0 [--use-kubeconfig | stop]" >&2
+    exit 2
+    ;;
+esac
+mkdir -p "$STATE"
+
+say "building m2m-operator"
+cargo build --quiet --bin m2m-operator
+BIN=$CARGO_TARGET_DIR/debug/m2m-operator
+
+say "installing the CRDs (server-side apply)"
+kubectl apply --server-side --field-manager=m2m-operator-demo -f crds/
+kubectl wait --for=condition=Established --timeout=60s crd/organizations.m2m.dev crd/m2mapps.m2m.dev >/dev/null
+
+say "starting the operator (logs: $STATE/operator.log)"
+stop_operator >/dev/null
+M2M_ADMIN_ADDR=$ADMIN_ADDR M2M_LOG_FORMAT=text setsid "$BIN" run >"$STATE/operator.log" 2>&1 </dev/null &
+echo $! >"$OPERATOR_PID"
+for _ in $(seq 1 60); do
+  curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz" && break
+  kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null || { tail -n 20 "$STATE/operator.log" >&2; echo "error: the operator exited" >&2; exit 1; }
+  sleep 0.5
+done
+curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz" || { echo "error: the operator did not become ready" >&2; exit 1; }
+
+say "applying examples/"
+kubectl apply --server-side --field-manager=m2m-operator-demo -f examples/
+kubectl get org,m2m -A
+
+say "done"
+cat <<MSG
+The operator runs in the background (pid $(cat "$OPERATOR_PID"), admin at http://$ADMIN_ADDR).
+  stop everything:   hack/demo.sh stop
+MSG

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this):
+#   formatting, clippy, unit and integration tests, and the cluster tests against the real
+#   local control plane, which is started here (built on first use) and stopped again afterwards
+#   if this script started it. Set M2M_KEEP_CLUSTER=1 to leave it running.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=hack/common.sh
+source hack/common.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+started_at=$SECONDS
+
+step "control plane"
+started_cluster=0
+hack/cluster.sh status >/dev/null 2>&1 || started_cluster=1
+stop_cluster() {
+  if [ "$started_cluster" = 1 ] && [ -z "${M2M_KEEP_CLUSTER:-}" ]; then
+    hack/cluster.sh down
+  fi
+}
+trap stop_cluster EXIT
+hack/cluster.sh up >/dev/null
+eval "$(hack/cluster.sh env)"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --all-targets --all-features --quiet -- -D warnings
+
+step "unit and integration tests (no cluster)"
+cargo test --quiet
+
+step "cluster tests against $(kubectl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1) at $KUBECONFIG"
+cargo test --quiet --features cluster-tests --test cluster
+
+step "all tests passed in $((SECONDS - started_at))s"

@@ -1,0 +1,230 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A machine client: the operator generates its `client_id` and `client_secret` into a Secret in
+/// this namespace and the token endpoint issues it JWT access tokens, carrying `org_code` when it
+/// is bound to an Organization.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "m2m.dev",
+    version = "v1alpha1",
+    kind = "M2MApp",
+    plural = "m2mapps",
+    singular = "m2mapp",
+    shortname = "m2m",
+    category = "m2m",
+    namespaced,
+    status = "M2MAppStatus",
+    doc = "A machine-to-machine OAuth 2.0 client, global or bound to one Organization.",
+    printcolumn = r#"{"name":"Org","type":"string","jsonPath":".spec.organizationRef.name","description":"Organization the app is bound to (empty: global)"}"#,
+    printcolumn = r#"{"name":"Client-ID","type":"string","jsonPath":".status.clientId"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName","description":"Secret holding the credentials"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"integer","jsonPath":".status.rotation.revision","description":"Secret revision: 1 at issue, +1 per rotation"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = kube::core::Rule::new(
+    "has(self.organizationRef) == has(oldSelf.organizationRef) && (!has(self.organizationRef) || self.organizationRef.name == oldSelf.organizationRef.name)"
+).message("spec.organizationRef is immutable: create a new M2MApp to bind to another organization").field_path(".organizationRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct M2MAppSpec {
+    /// The Organization this app belongs to; its tokens carry that organization's `org_code`.
+    /// Absent: a global app whose tokens carry no `org_code`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_ref: Option<OrganizationRef>,
+
+    /// Human-readable name, for people only. Never put into tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+
+    /// Scopes the app may be granted, each an RFC 6749 scope-token (printable ASCII without
+    /// spaces, quotes or backslashes), e.g. `read:users`. A token request may ask for a subset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = r#"^[!#-\[\]-~]+$"#), length(min = 1, max = 128)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub scopes: Vec<String>,
+
+    /// The `aud` values the app's tokens may carry: the APIs it may call. At least one. A token
+    /// request may pick one with `audience` or `resource`; by default the token carries all.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(regex(pattern = r"^[!-~]+$"), length(min = 1, max = 256)),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub audiences: Vec<String>,
+
+    /// Lifetime of issued access tokens, as a duration (`15m`, `1h`). Between 1m and 24h.
+    #[serde(default = "default_token_lifetime")]
+    #[schemars(
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    #[x_kube(validation = kube::core::Rule::new(
+        "duration(self) >= duration('1m') && duration(self) <= duration('24h')"
+    ).message("tokenLifetime must be between 1m and 24h"))]
+    pub token_lifetime: String,
+
+    /// Name of the Secret the credentials are written to, in this namespace. Default
+    /// `<metadata.name>-credentials`. The operator never takes over a Secret it does not control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(min = 1, max = 253)
+    )]
+    pub secret_name: Option<String>,
+
+    /// Labels and annotations copied onto the generated Secret (for reloaders, backup tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
+
+    /// Secret rotation: an optional schedule and the grace period of the previous secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+
+    /// When true, the token endpoint refuses this app. Credentials are kept.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn default_token_lifetime() -> String {
+    super::keys::DEFAULT_TOKEN_LIFETIME.to_owned()
+}
+
+fn default_grace_period() -> String {
+    super::keys::DEFAULT_GRACE_PERIOD.to_owned()
+}
+
+/// Reference to a cluster-scoped Organization.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub struct OrganizationRef {
+    /// Name of the Organization.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Metadata copied onto the generated Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub struct SecretTemplate {
+    /// Labels added to the Secret. The operator's own labels take precedence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the Secret. The operator's own annotations take precedence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Secret rotation settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSpec {
+    /// Rotate the client secret automatically this long after the last rotation (e.g. `720h`).
+    /// At least 1m. Unset: rotate only on request (the `m2m.dev/rotate` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m')")
+        .message("rotation.every must be at least 1m"))]
+    pub every: Option<String>,
+
+    /// How long the previous secret keeps working after a rotation, so workloads can pick up the
+    /// new one. Default `1h`; `0s` makes it invalid immediately; at most 720h.
+    #[serde(default = "default_grace_period")]
+    #[schemars(
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('720h')")
+        .message("rotation.gracePeriod must be at most 720h"))]
+    pub grace_period: String,
+}
+
+impl Default for RotationSpec {
+    fn default() -> Self {
+        Self {
+            every: None,
+            grace_period: default_grace_period(),
+        }
+    }
+}
+
+/// Observed state of an M2MApp.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct M2MAppStatus {
+    /// The OAuth 2.0 `client_id`. Stable for the life of the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+
+    /// The Secret holding the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+
+    /// The `org_code` the app's tokens carry (absent for a global app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_code: Option<String>,
+
+    /// Effective scopes: what a token may be granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+
+    /// Rotation state of the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
+
+    /// `Ready` condition: whether the credentials work, and why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Rotation state of an app's client secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// Revision of the current secret: 1 at issue, +1 per rotation.
+    #[serde(default)]
+    pub revision: u64,
+    /// When the current secret was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+    /// When the next scheduled rotation happens (only with `spec.rotation.every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<Time>,
+    /// When the previous secret stops working (only during a grace period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<Time>,
+    /// The last `m2m.dev/rotate` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_rotate_request: Option<String>,
+    /// The last `m2m.dev/revoke-previous` annotation value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_revoke_request: Option<String>,
+}
+
+impl M2MApp {
+    /// The Secret the credentials go to: `spec.secretName` or `<name>-credentials`.
+    pub fn secret_name(&self) -> String {
+        match &self.spec.secret_name {
+            Some(name) => name.clone(),
+            None => format!(
+                "{}{}",
+                self.metadata.name.as_deref().unwrap_or_default(),
+                super::keys::DEFAULT_SECRET_SUFFIX
+            ),
+        }
+    }
+}

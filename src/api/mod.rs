@@ -1,0 +1,22 @@
+//! The custom resources of `m2m.dev/v1alpha1`: [`Organization`] and [`M2MApp`].
+//!
+//! The `///` docs on every field become the CRD's descriptions (`kubectl explain`), and the
+//! validation attributes become its OpenAPI schema and CEL rules, so the API server refuses bad
+//! objects before the operator ever sees them. `crds/*.yaml` is generated from these types.
+
+pub mod conditions;
+pub mod duration;
+pub mod keys;
+mod m2mapp;
+mod organization;
+pub mod validation;
+
+pub use m2mapp::{
+    M2MApp, M2MAppSpec, M2MAppStatus, OrganizationRef, RotationSpec, RotationStatus, SecretTemplate,
+};
+pub use organization::{Organization, OrganizationSpec, OrganizationStatus};
+
+/// API group of both kinds.
+pub const GROUP: &str = "m2m.dev";
+/// API version of both kinds.
+pub const VERSION: &str = "v1alpha1";

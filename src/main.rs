@@ -1,0 +1,106 @@
+//! The `m2m-operator` binary: parse configuration, set up logging, and run everything under one
+//! shutdown signal. All logic lives in the library.
+
+use std::{process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use m2m_operator::{
+    admin,
+    config::{Cli, Command, RunConfig},
+    crd, telemetry,
+};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Run(config) => {
+            telemetry::init(config.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "m2m-operator stopped with an error");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn print_crds(out_dir: Option<std::path::PathBuf>) -> ExitCode {
+    let result = match out_dir {
+        None => crd::all_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(|e| e.to_string()),
+        Some(dir) => crd::all().iter().try_for_each(|c| {
+            let yaml = crd::to_yaml(c).map_err(|e| e.to_string())?;
+            let path = dir.join(crd::file_name(c));
+            std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
+
+    let readiness = admin::Readiness::default();
+    let registry = Arc::new(Registry::with_prefix("m2m"));
+    let api_ready = readiness.register("kubernetes-api");
+
+    let client = kube::Client::try_default().await?;
+    let version = client.apiserver_version().await?;
+    tracing::info!(version = %version.git_version, "connected to the Kubernetes API server");
+    api_ready.set(true);
+
+    admin::serve(
+        config.admin_addr,
+        admin::router(readiness, registry),
+        shutdown,
+    )
+    .await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+async fn shutdown_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}

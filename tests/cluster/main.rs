@@ -1,0 +1,8 @@
+//! Cluster tests: run against the real control plane started by `hack/cluster.sh up`
+//! (the README's test command does that and sets KUBECONFIG). They fail loudly without it.
+
+// Test helpers panic on purpose: a panic is how a test reports the failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod crds;
