@@ -325,7 +325,11 @@ stop_pid() { # name binary
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.25
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+    fi
+    kill -0 "$pid" 2>/dev/null && die "$name (pid $pid) is still running after SIGKILL"
     log "stopped $name (pid $pid)"
   fi
   rm -f "$pidfile"
