@@ -5,6 +5,12 @@
 
 pub mod admin;
 pub mod api;
+pub mod cache;
 pub mod config;
+pub mod controller;
 pub mod crd;
+pub mod credentials;
+pub mod leader;
+pub mod metrics;
 pub mod telemetry;
+pub mod tenancy;

@@ -6,8 +6,13 @@ use std::{process::ExitCode, sync::Arc};
 use clap::Parser;
 use m2m_operator::{
     admin,
+    cache::Cache,
     config::{Cli, Command, RunConfig},
-    crd, telemetry,
+    controller, crd,
+    credentials::secret::Endpoints,
+    leader::{self, LeaseConfig},
+    metrics::Metrics,
+    telemetry,
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -61,20 +66,56 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
 
     let readiness = admin::Readiness::default();
-    let registry = Arc::new(Registry::with_prefix("m2m"));
-    let api_ready = readiness.register("kubernetes-api");
+    let caches_ready = readiness.register("caches");
+    let mut registry = Registry::with_prefix("m2m");
 
     let client = kube::Client::try_default().await?;
     let version = client.apiserver_version().await?;
     tracing::info!(version = %version.git_version, "connected to the Kubernetes API server");
-    api_ready.set(true);
 
-    admin::serve(
+    let cache = Cache::start(&client, &config.namespace, shutdown.clone());
+    let metrics = Arc::new(Metrics::register(&mut registry, cache.apps.clone()));
+    let admin = tokio::spawn(admin::serve(
         config.admin_addr,
-        admin::router(readiness, registry),
-        shutdown,
-    )
-    .await?;
+        admin::router(readiness, Arc::new(registry)),
+        shutdown.clone(),
+    ));
+    tokio::select! {
+        ready = cache.wait_until_ready() => ready?,
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    caches_ready.set(true);
+    tracing::info!("caches synced");
+
+    let identity = config.identity();
+    let ctx = Arc::new(controller::Context::new(
+        client.clone(),
+        cache,
+        controller::ControllerConfig {
+            operator_namespace: config.namespace.clone(),
+            endpoints: Endpoints {
+                issuer: config.issuer.clone(),
+                token_url: config.token_url(),
+            },
+            resync: config.resync,
+            instance: identity.clone(),
+        },
+        metrics,
+    ));
+    let controllers = move |token| controller::run(ctx.clone(), token);
+    if config.leader_election {
+        let lease = LeaseConfig {
+            namespace: config.namespace.clone(),
+            name: config.lease_name.clone(),
+            identity,
+            duration: config.lease_duration,
+            renew_before: config.lease_renew_before,
+        };
+        leader::run_while_leader(client, lease, shutdown.clone(), controllers).await?;
+    } else {
+        controllers(shutdown.clone()).await;
+    }
+    admin.await??;
     tracing::info!("shut down cleanly");
     Ok(())
 }

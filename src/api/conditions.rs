@@ -31,6 +31,8 @@ pub mod org_reasons {
     pub const DUPLICATE_CODE: &str = "DuplicateCode";
     /// Neither `namespaces` nor `namespaceSelector` is set: no namespace may bind.
     pub const NO_NAMESPACES: &str = "NoNamespacesAllowed";
+    /// `spec.namespaceSelector` cannot be evaluated (for example an unknown operator).
+    pub const INVALID_NAMESPACE_SELECTOR: &str = "InvalidNamespaceSelector";
     /// `spec.suspended` is true.
     pub const SUSPENDED: &str = "Suspended";
 }

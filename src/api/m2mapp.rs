@@ -197,7 +197,7 @@ pub struct M2MAppStatus {
 pub struct RotationStatus {
     /// Revision of the current secret: 1 at issue, +1 per rotation.
     #[serde(default)]
-    pub revision: u64,
+    pub revision: i64,
     /// When the current secret was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<Time>,

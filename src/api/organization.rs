@@ -83,7 +83,7 @@ pub struct OrganizationStatus {
 
     /// Number of M2MApps bound to this organization.
     #[serde(default)]
-    pub apps: u32,
+    pub apps: i32,
 
     /// `Ready` condition: whether the organization's code is in effect, and why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1,0 +1,272 @@
+//! The in-memory view of the cluster every replica keeps: one watch per kind, stripped of what
+//! the operator never reads, feeding reflector stores (read by the controllers and the token
+//! endpoint) and a broadcast of changes (the controllers' triggers).
+//!
+//! - Organizations and M2MApps: full objects without `managedFields` and the last-applied
+//!   annotation. A malformed object is logged and skipped; it never stops the watch.
+//! - Namespaces and the tenant Secrets the operator manages: metadata only (labels, owners).
+//! - Client records: Secrets in the operator's namespace, with data (they hold the hashes).
+
+use std::{fmt::Debug, sync::Arc};
+
+use futures::{Stream, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api, Client, Resource,
+    core::{DeserializeGuard, PartialObjectMeta},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher::{self, watcher},
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{
+        M2MApp, Organization,
+        keys::{LABEL_MANAGED_BY, MANAGED_BY_VALUE},
+    },
+    credentials::record::{COMPONENT_CLIENT_RECORD, LABEL_COMPONENT},
+};
+
+/// How many changes a slow subscriber may fall behind before it resyncs everything.
+const CHANGE_BUFFER: usize = 16 * 1024;
+
+/// One observed change (an apply or a delete) of a cached object.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Organization(Arc<Organization>),
+    App(Arc<M2MApp>),
+    Namespace(Arc<PartialObjectMeta<Namespace>>),
+    TenantSecret(Arc<PartialObjectMeta<Secret>>),
+    Record(Arc<Secret>),
+}
+
+/// Read access to everything cached.
+#[derive(Clone)]
+pub struct Cache {
+    pub organizations: Store<Organization>,
+    pub apps: Store<M2MApp>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub tenant_secrets: Store<PartialObjectMeta<Secret>>,
+    pub records: Store<Secret>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Cache {
+    /// Starts the watches on the runtime; they run until `shutdown`.
+    pub fn start(client: &Client, operator_namespace: &str, shutdown: CancellationToken) -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let managed = format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}");
+        let records_selector = format!("{managed},{LABEL_COMPONENT}={COMPONENT_CLIENT_RECORD}");
+
+        let organizations = spawn_guarded(
+            Api::<DeserializeGuard<Organization>>::all(client.clone()),
+            watcher::Config::default(),
+            changes.clone(),
+            Change::Organization,
+            shutdown.clone(),
+        );
+        let apps = spawn_guarded(
+            Api::<DeserializeGuard<M2MApp>>::all(client.clone()),
+            watcher::Config::default(),
+            changes.clone(),
+            Change::App,
+            shutdown.clone(),
+        );
+        let (namespaces, writer) = reflector::store();
+        spawn_stream(
+            watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .modify(strip)
+            .reflect(writer),
+            changes.clone(),
+            Change::Namespace,
+            shutdown.clone(),
+        );
+        let (tenant_secrets, writer) = reflector::store();
+        spawn_stream(
+            watcher(
+                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                watcher::Config::default().labels(&managed),
+            )
+            .default_backoff()
+            .modify(strip)
+            .reflect(writer),
+            changes.clone(),
+            Change::TenantSecret,
+            shutdown.clone(),
+        );
+        let (records, writer) = reflector::store();
+        spawn_stream(
+            watcher(
+                Api::<Secret>::namespaced(client.clone(), operator_namespace),
+                watcher::Config::default().labels(&records_selector),
+            )
+            .default_backoff()
+            .modify(strip)
+            .reflect(writer),
+            changes.clone(),
+            Change::Record,
+            shutdown,
+        );
+        Self {
+            organizations,
+            apps,
+            namespaces,
+            tenant_secrets,
+            records,
+            changes,
+        }
+    }
+
+    /// Waits until every store has its initial list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.organizations.wait_until_ready().await?;
+        self.apps.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
+        self.tenant_secrets.wait_until_ready().await?;
+        self.records.wait_until_ready().await
+    }
+
+    /// A receiver of every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}
+
+/// Drops what the operator never reads, so 10k apps fit in tens of MiB.
+fn strip<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Runs a reflecting watch stream, publishing each touched object as a [`Change`].
+fn spawn_stream<K, S>(
+    stream: S,
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let kind = std::any::type_name::<K>();
+    let run = stream.touched_objects().for_each(move |result| {
+        match result {
+            Ok(obj) => {
+                // No subscriber (not the leader) is fine.
+                let _ = changes.send(wrap(Arc::new(obj)));
+            }
+            Err(e) => tracing::warn!(kind, error = %e, "watch error; retrying with backoff"),
+        }
+        future::ready(())
+    });
+    tokio::spawn(async move {
+        tokio::select! {
+            () = run => {},
+            () = shutdown.cancelled() => {},
+        }
+    });
+}
+
+/// A watch of a custom resource in which an object that does not deserialize is logged and
+/// left out, instead of failing the whole watch.
+fn spawn_guarded<K>(
+    api: Api<DeserializeGuard<K>>,
+    config: watcher::Config,
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, config)
+        .default_backoff()
+        .try_filter_map(|event| future::ready(Ok(valid_only(event))))
+        .modify(strip)
+        .reflect(writer);
+    spawn_stream(events, changes, wrap, shutdown);
+    store
+}
+
+fn valid_only<K: Resource<DynamicType = ()>>(
+    event: watcher::Event<DeserializeGuard<K>>,
+) -> Option<watcher::Event<K>> {
+    let keep = |guard: DeserializeGuard<K>| match guard.0 {
+        Ok(obj) => Some(obj),
+        Err(invalid) => {
+            tracing::warn!(
+                kind = %K::kind(&()),
+                namespace = invalid.metadata.namespace.as_deref().unwrap_or(""),
+                name = invalid.metadata.name.as_deref().unwrap_or(""),
+                error = %invalid.error,
+                "ignoring an object that does not match the operator's types"
+            );
+            None
+        }
+    };
+    match event {
+        watcher::Event::Apply(g) => keep(g).map(watcher::Event::Apply),
+        watcher::Event::Delete(g) => keep(g).map(watcher::Event::Delete),
+        watcher::Event::InitApply(g) => keep(g).map(watcher::Event::InitApply),
+        watcher::Event::Init => Some(watcher::Event::Init),
+        watcher::Event::InitDone => Some(watcher::Event::InitDone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::M2MAppSpec;
+
+    #[test]
+    fn strip_drops_managed_fields_and_last_applied() {
+        let mut app = M2MApp::new("a", M2MAppSpec::default());
+        app.metadata.managed_fields = Some(vec![Default::default()]);
+        app.metadata.annotations = Some(
+            [
+                (
+                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                    "{}".to_string(),
+                ),
+                ("m2m.dev/rotate".to_string(), "1".to_string()),
+            ]
+            .into(),
+        );
+        strip(&mut app);
+        assert!(app.metadata.managed_fields.is_none());
+        assert_eq!(app.metadata.annotations.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn invalid_objects_are_skipped_not_fatal() {
+        let bad: DeserializeGuard<M2MApp> = serde_json::from_value(
+            serde_json::json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
+                "metadata": {"name": "x", "namespace": "n"}, "spec": {"audiences": "not-a-list"}}),
+        )
+        .unwrap();
+        assert!(bad.0.is_err());
+        assert!(valid_only(watcher::Event::Apply(bad)).is_none());
+        let good: DeserializeGuard<M2MApp> = serde_json::from_value(
+            serde_json::json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
+                "metadata": {"name": "x", "namespace": "n"}, "spec": {"audiences": ["a"]}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            valid_only(watcher::Event::Apply(good)),
+            Some(watcher::Event::Apply(_))
+        ));
+    }
+}

@@ -1,0 +1,99 @@
+//! Errors of the reconcilers. Each variant names the action that failed; [`Error::category`] is a
+//! bounded label for metrics.
+
+use crate::credentials::{generate::RandomError, hash::HashError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the object has no namespace, name or uid")]
+    MissingObjectKey,
+
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    GetSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("writing Secret {namespace}/{name}: {source}")]
+    WriteSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("reading client record {name}: {source}")]
+    GetRecord {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("writing client record {name}: {source}")]
+    WriteRecord {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("deleting client record {name}: {source}")]
+    DeleteRecord {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("serializing client record: {0}")]
+    SerializeRecord(#[source] serde_json::Error),
+
+    #[error("updating the status of {kind} {name}: {source}")]
+    PatchStatus {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error(transparent)]
+    Random(#[from] RandomError),
+
+    #[error(transparent)]
+    Hash(#[from] HashError),
+
+    #[error("a blocking hashing task failed: {0}")]
+    Blocking(#[source] tokio::task::JoinError),
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::MissingObjectKey => "invalid_object",
+            Error::GetSecret { .. } | Error::GetRecord { .. } => "api_read",
+            Error::WriteSecret { source, .. }
+            | Error::WriteRecord { source, .. }
+            | Error::DeleteRecord { source, .. }
+            | Error::PatchStatus { source, .. } => {
+                if is_conflict(source) {
+                    "api_conflict"
+                } else {
+                    "api_write"
+                }
+            }
+            Error::SerializeRecord(_) => "serialize",
+            Error::Random(_) | Error::Hash(_) | Error::Blocking(_) => "crypto",
+        }
+    }
+
+    /// Whether retrying cannot help until the object changes.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::MissingObjectKey)
+    }
+}
+
+/// Whether the API answered 409 Conflict (a write raced another writer).
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 409)
+}

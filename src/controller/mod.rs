@@ -1,0 +1,268 @@
+//! The controllers (run only by the lease holder): M2MApps become credentials, Organizations get
+//! their status, orphaned client records are removed. Each reconcile runs
+//! dereference (cache and API reads) -> plan (pure) -> apply (writes) -> status.
+
+mod app;
+pub mod app_plan;
+pub mod conditions;
+mod error;
+mod org;
+pub mod org_plan;
+mod record_gc;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt, future};
+use kube::{
+    Client,
+    runtime::{
+        Controller,
+        controller::{self, Action},
+        events::{Recorder, Reporter},
+        watcher,
+    },
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::{
+    BroadcastStream, UnboundedReceiverStream, errors::BroadcastStreamRecvError,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+use crate::{
+    cache::{Cache, Change},
+    credentials::{record::SecretKind, secret::Endpoints},
+    metrics::{KindLabels, Metrics, ReconcileLabels},
+};
+
+/// Settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Namespace of the operator: client records live here.
+    pub operator_namespace: String,
+    /// Issuer and token URL written into every Secret.
+    pub endpoints: Endpoints,
+    /// How often an unchanged object is reconciled anyway.
+    pub resync: Duration,
+    /// Identity in Events (the pod name).
+    pub instance: String,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub cache: Cache,
+    pub config: ControllerConfig,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Bounds concurrent argon2id work (memory and CPU) to the number of cores.
+    hashing: Semaphore,
+    /// Tenant Secrets already verified against a hash, by Secret UID, so an unchanged Secret
+    /// is not argon2-verified again.
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+#[derive(Clone, Debug)]
+struct Verified {
+    resource_version: String,
+    hash: String,
+    kind: SecretKind,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        cache: Cache,
+        config: ControllerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: crate::api::keys::FIELD_MANAGER.to_owned(),
+            instance: Some(config.instance.clone()),
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            cache,
+            config,
+            metrics,
+            hashing: Semaphore::new(cores),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Runs every controller until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    tokio::join!(
+        run_apps(ctx.clone(), shutdown.clone()),
+        run_organizations(ctx.clone(), shutdown.clone()),
+        record_gc::run(ctx, shutdown),
+    );
+}
+
+/// A trigger stream of the changes `pick` selects; a subscriber that fell behind asks for a
+/// full resync through `resync`.
+fn changes<T>(
+    cache: &Cache,
+    resync: mpsc::UnboundedSender<()>,
+    pick: impl Fn(Change) -> Option<T> + Send + 'static,
+) -> impl Stream<Item = Result<T, watcher::Error>> + Send + 'static
+where
+    T: Send + 'static,
+{
+    BroadcastStream::new(cache.subscribe()).filter_map(move |item| {
+        future::ready(match item {
+            Ok(change) => pick(change).map(Ok),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "change stream fell behind; reconciling everything");
+                let _ = resync.send(());
+                None
+            }
+        })
+    })
+}
+
+/// A stream that fires once now and again on every resync request.
+fn reconcile_all(rx: mpsc::UnboundedReceiver<()>) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::once(future::ready(())).chain(UnboundedReceiverStream::new(rx))
+}
+
+async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let cache = ctx.cache.clone();
+    let (resync_tx, resync_rx) = mpsc::unbounded_channel();
+    let apps_by_org = cache.apps.clone();
+    let apps_by_ns = cache.apps.clone();
+    Controller::for_stream(
+        changes(&cache, resync_tx.clone(), |c| match c {
+            Change::App(app) => Some((*app).clone()),
+            _ => None,
+        }),
+        cache.apps.clone(),
+    )
+    .watches_stream(
+        changes(&cache, resync_tx.clone(), |c| match c {
+            Change::Organization(org) => Some((*org).clone()),
+            _ => None,
+        }),
+        move |org| app::apps_of_org(&apps_by_org, &org),
+    )
+    .watches_stream(
+        changes(&cache, resync_tx.clone(), |c| match c {
+            Change::Namespace(ns) => Some((*ns).clone()),
+            _ => None,
+        }),
+        move |ns| app::apps_in_namespace(&apps_by_ns, &ns),
+    )
+    .watches_stream(
+        changes(&cache, resync_tx.clone(), |c| match c {
+            Change::TenantSecret(secret) => Some((*secret).clone()),
+            _ => None,
+        }),
+        |secret| app::owner_of_secret(&secret),
+    )
+    .watches_stream(
+        changes(&cache, resync_tx, |c| match c {
+            Change::Record(record) => Some((*record).clone()),
+            _ => None,
+        }),
+        |record| app::app_of_record(&record),
+    )
+    .reconcile_all_on(reconcile_all(resync_rx))
+    .with_config(controller::Config::default().concurrency(16))
+    .graceful_shutdown_on(async move { shutdown.cancelled().await })
+    .run(app::reconcile, error_policy::<crate::api::M2MApp>, ctx)
+    .for_each(|_| future::ready(()))
+    .await;
+}
+
+async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let cache = ctx.cache.clone();
+    let (resync_tx, resync_rx) = mpsc::unbounded_channel();
+    let orgs_by_code = cache.organizations.clone();
+    Controller::for_stream(
+        changes(&cache, resync_tx.clone(), |c| match c {
+            Change::Organization(org) => Some((*org).clone()),
+            _ => None,
+        }),
+        cache.organizations.clone(),
+    )
+    .watches_stream(
+        changes(&cache, resync_tx.clone(), |c| match c {
+            Change::Organization(org) => Some((*org).clone()),
+            _ => None,
+        }),
+        move |org| org::same_code(&orgs_by_code, &org),
+    )
+    .watches_stream(
+        changes(&cache, resync_tx, |c| match c {
+            Change::App(app) => Some((*app).clone()),
+            _ => None,
+        }),
+        |app| org::org_of_app(&app),
+    )
+    .reconcile_all_on(reconcile_all(resync_rx))
+    .with_config(controller::Config::default().concurrency(4))
+    .graceful_shutdown_on(async move { shutdown.cancelled().await })
+    .run(
+        org::reconcile,
+        error_policy::<crate::api::Organization>,
+        ctx,
+    )
+    .for_each(|_| future::ready(()))
+    .await;
+}
+
+/// Permanent problems wait for a change of the object; transient ones (API errors, conflicts
+/// with another writer) are retried soon.
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(
+        kind = %K::kind(&()),
+        namespace = obj.meta().namespace.as_deref().unwrap_or(""),
+        name = obj.meta().name.as_deref().unwrap_or(""),
+        error = %error,
+        category = error.category(),
+        "reconcile failed"
+    );
+    if error.is_permanent() {
+        Action::await_change()
+    } else if error.category() == "api_conflict" {
+        Action::requeue(Duration::from_millis(500))
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    }
+}
+
+/// Records the outcome and duration of one reconcile.
+fn observe(
+    ctx: &Context,
+    kind: &'static str,
+    started: std::time::Instant,
+    result: &Result<Action, Error>,
+) {
+    let outcome = match result {
+        Ok(_) => "success",
+        Err(e) => e.category(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            kind,
+            result: outcome,
+        })
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+}

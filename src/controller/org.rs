@@ -1,0 +1,112 @@
+//! The Organization reconcile: effective code, duplicate detection, bound-app count, `Ready`.
+
+use std::{sync::Arc, time::Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        reflector::{ObjectRef, Store},
+    },
+};
+
+use super::{Context, Error, conditions::ready_reason, org_plan};
+use crate::{
+    api::{M2MApp, Organization, conditions::org_reasons, keys::FIELD_MANAGER},
+    tenancy,
+};
+
+const KIND: &str = "Organization";
+
+pub async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_org(&org, &ctx).await;
+    super::observe(&ctx, KIND, started, &result);
+    result
+}
+
+async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Error> {
+    let name = org.metadata.name.clone().ok_or(Error::MissingObjectKey)?;
+    if org.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let all = ctx.cache.organizations.state();
+    let state = tenancy::org_state(org, all.iter().map(AsRef::as_ref));
+    let apps = ctx
+        .cache
+        .apps
+        .state()
+        .iter()
+        .filter(|a| a.metadata.deletion_timestamp.is_none())
+        .filter(|a| {
+            a.spec
+                .organization_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+        })
+        .count();
+    let desired = org_plan::status(
+        org,
+        &state,
+        i32::try_from(apps).unwrap_or(i32::MAX),
+        Timestamp::now(),
+    );
+    if org.status.as_ref() != Some(&desired) {
+        let api: Api<Organization> = Api::all(ctx.client.clone());
+        let patch =
+            serde_json::json!({"apiVersion": "m2m.dev/v1alpha1", "kind": KIND, "status": desired});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus {
+            kind: KIND,
+            name: name.clone(),
+            source,
+        })?;
+        let old_reason = org
+            .status
+            .as_ref()
+            .and_then(|s| ready_reason(&s.conditions));
+        let new_reason = ready_reason(&desired.conditions);
+        if old_reason != new_reason
+            && new_reason == Some(org_reasons::DUPLICATE_CODE)
+            && let Some(condition) = desired.conditions.first()
+        {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: org_reasons::DUPLICATE_CODE.to_owned(),
+                note: Some(condition.message.clone()),
+                action: "CheckCode".to_owned(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &org.object_ref(&())).await {
+                tracing::warn!(error = %e, "publishing an Event failed");
+            }
+        }
+    }
+    Ok(Action::requeue(ctx.config.resync))
+}
+
+/// Organizations whose duplicate state a change of `org` may flip: those sharing its code.
+pub fn same_code(orgs: &Store<Organization>, org: &Organization) -> Vec<ObjectRef<Organization>> {
+    let code = org.effective_code().to_owned();
+    orgs.state()
+        .iter()
+        .filter(|o| o.effective_code() == code && o.name_any() != org.name_any())
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// The Organization whose app count a change of `app` may change.
+pub fn org_of_app(app: &M2MApp) -> Option<ObjectRef<Organization>> {
+    app.spec
+        .organization_ref
+        .as_ref()
+        .map(|r| ObjectRef::new(&r.name))
+}

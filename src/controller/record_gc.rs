@@ -1,0 +1,108 @@
+//! Removes client records whose M2MApp is gone. Records live in the operator's namespace, so
+//! no ownerReference can tie them to the app; this loop does what the garbage collector does for
+//! the tenant Secrets. (The token endpoint already refuses a record without its app.)
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt, api::DeleteParams, runtime::reflector::ObjectRef};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, Error};
+use crate::{
+    api::M2MApp,
+    cache::Change,
+    credentials::record::{LABEL_APP_UID, record_name},
+};
+
+/// How often every record is checked even without a change.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut changes = ctx.cache.subscribe();
+    sweep(&ctx).await;
+    let mut ticker = tokio::time::interval(SWEEP_EVERY);
+    ticker.reset();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => sweep(&ctx).await,
+            change = changes.recv() => match change {
+                Ok(Change::App(app)) => {
+                    if let Some(uid) = app.metadata.uid.as_deref()
+                        && !app_exists(&ctx, &app.namespace().unwrap_or_default(), &app.name_any(), uid)
+                    {
+                        delete(&ctx, &record_name(uid)).await;
+                    }
+                }
+                Ok(Change::Record(record)) => {
+                    if is_orphan(&ctx, &record) {
+                        delete(&ctx, &record.name_any()).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => sweep(&ctx).await,
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+fn app_exists(ctx: &Context, namespace: &str, name: &str, uid: &str) -> bool {
+    ctx.cache
+        .apps
+        .get(&ObjectRef::<M2MApp>::new(name).within(namespace))
+        .is_some_and(|app| app.metadata.uid.as_deref() == Some(uid))
+}
+
+/// A record is an orphan when no cached app has its UID under its namespace and name.
+fn is_orphan(ctx: &Context, record: &Secret) -> bool {
+    if record.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(uid) = record.labels().get(LABEL_APP_UID) else {
+        return false;
+    };
+    match super::app::app_of_record(record) {
+        Some(app) => !app_exists(
+            ctx,
+            app.namespace.as_deref().unwrap_or_default(),
+            &app.name,
+            uid,
+        ),
+        None => true,
+    }
+}
+
+async fn sweep(ctx: &Context) {
+    let orphans: Vec<String> = ctx
+        .cache
+        .records
+        .state()
+        .iter()
+        .filter(|r| is_orphan(ctx, r))
+        .map(|r| r.name_any())
+        .collect();
+    for name in orphans {
+        delete(ctx, &name).await;
+    }
+}
+
+async fn delete(ctx: &Context, name: &str) {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => tracing::info!(
+            record = name,
+            "deleted the client record of a deleted M2MApp"
+        ),
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(source) => {
+            let e = Error::DeleteRecord {
+                name: name.to_owned(),
+                source,
+            };
+            tracing::warn!(error = %e, "deleting a client record failed; the next sweep retries");
+        }
+    }
+}
