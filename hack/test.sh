@@ -34,6 +34,8 @@ step "unit and integration tests (no cluster)"
 cargo test --quiet
 
 step "cluster tests against $(kubectl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1) at $KUBECONFIG"
-cargo test --quiet --features cluster-tests --test cluster
+# Serially: tests start and stop their own operator processes, and two operators with
+# different leases would both write.
+cargo test --quiet --features cluster-tests --test cluster -- --test-threads=1
 
 step "all tests passed in $((SECONDS - started_at))s"

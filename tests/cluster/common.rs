@@ -116,3 +116,23 @@ impl TestNamespace {
         let _ = api.delete(&self.name, &DeleteParams::default()).await;
     }
 }
+
+/// Polls `probe` until it returns `Ok`, panicking after `timeout` with the last state it saw.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(state) => {
+                if tokio::time::Instant::now() >= deadline {
+                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {state}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

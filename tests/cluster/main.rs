@@ -5,4 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod controller;
 mod crds;
+mod fixtures;
+mod operator;

@@ -1,0 +1,211 @@
+//! Runs the real `m2m-operator` binary against the test control plane.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, Client, api::PostParams};
+
+/// Namespace the operator runs in during tests (client records, Lease).
+pub const OPERATOR_NAMESPACE: &str = "m2m-system";
+pub const ISSUER: &str = "http://127.0.0.1:18080";
+
+/// Options of one operator process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Lease name; tests that do not test leader election get a unique one, so a killed
+    /// operator of an earlier test never delays them.
+    pub lease_name: String,
+    pub identity: String,
+    pub lease_duration: &'static str,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let sfx = crate::common::suffix();
+        Self {
+            lease_name: format!("m2m-test-{sfx}"),
+            identity: format!("test-{sfx}"),
+            lease_duration: "15s",
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// A running operator process, killed when dropped.
+pub struct Operator {
+    child: Option<Child>,
+    pub admin_port: u16,
+    pub options: Options,
+    pub log: PathBuf,
+}
+
+pub async fn ensure_operator_namespace(client: &Client) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api
+        .get_opt(OPERATOR_NAMESPACE)
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": OPERATOR_NAMESPACE}}))
+                .unwrap();
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("creating {OPERATOR_NAMESPACE}: {e}"),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Operator {
+    /// Starts an operator with default options and waits until it is ready.
+    pub async fn start(client: &Client) -> Self {
+        Self::start_with(client, Options::default()).await
+    }
+
+    pub async fn start_with(client: &Client, options: Options) -> Self {
+        crate::common::install_crds(client).await;
+        ensure_operator_namespace(client).await;
+        let mut op = Self::spawn(options);
+        op.wait_ready().await;
+        op
+    }
+
+    /// Starts the process without waiting.
+    pub fn spawn(options: Options) -> Self {
+        let admin_port = free_port();
+        let dir = std::env::temp_dir().join("m2m-operator-test-logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let log = dir.join(format!("{}-{}.log", options.identity, admin_port));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2m-operator"));
+        cmd.arg("run")
+            .env("M2M_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("M2M_ISSUER", ISSUER)
+            .env("M2M_NAMESPACE", OPERATOR_NAMESPACE)
+            .env("M2M_LEASE_NAME", &options.lease_name)
+            .env("M2M_POD_NAME", &options.identity)
+            .env("M2M_LEASE_DURATION", options.lease_duration)
+            .env("M2M_LEASE_RENEW_BEFORE", "2s")
+            .env("M2M_LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                std::env::var("M2M_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+            )
+            .stdout(Stdio::from(file.try_clone().expect("log file")))
+            .stderr(Stdio::from(file));
+        for (k, v) in &options.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start m2m-operator");
+        Self {
+            child: Some(child),
+            admin_port,
+            options,
+            log,
+        }
+    }
+
+    async fn admin_status(&self, path: &str) -> Option<u16> {
+        let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                    &url,
+                ])
+                .output()
+                .ok()?;
+            String::from_utf8(out.stdout).ok()?.parse().ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.admin_status("/readyz").await == Some(200) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "m2m-operator exited with {status}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "m2m-operator not ready in 60s; log:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 20 s) for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
