@@ -29,7 +29,7 @@ const CONTRACT_KEYS: [&str; 7] = [
 #[tokio::test]
 async fn an_org_app_gets_working_credentials_and_status() {
     let client = common::client().await;
-    let _op = Operator::start(&client).await;
+    let op = Operator::start(&client).await;
     let ns = TestNamespace::new(&client, "m2m-issue").await;
     let org = org_name("acme");
     let code = format!("org_{}", common::suffix());

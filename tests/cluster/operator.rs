@@ -142,6 +142,17 @@ impl Operator {
         .flatten()
     }
 
+    /// The body of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.admin_port);
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("curl").args(["-s", "--max-time", "5", &url]).output().expect("curl");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .await
+        .expect("metrics")
+    }
+
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
