@@ -79,6 +79,60 @@ pub struct RunConfig {
     /// How often an unchanged object is reconciled anyway.
     #[arg(long, env = "M2M_RESYNC", default_value = "1h", value_parser = duration)]
     pub resync: Duration,
+
+    /// Address of the token endpoint listener.
+    #[arg(long, env = "M2M_TOKEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub token_addr: SocketAddr,
+
+    /// Algorithm of new signing keys.
+    #[arg(
+        long,
+        env = "M2M_SIGNING_ALGORITHM",
+        value_enum,
+        default_value = "ES256"
+    )]
+    pub signing_algorithm: crate::token::jwt::Algorithm,
+
+    /// How long a signing key signs before the next one takes over.
+    #[arg(long, env = "M2M_SIGNING_KEY_ROTATION", default_value = "720h", value_parser = duration)]
+    pub signing_key_rotation: Duration,
+
+    /// How long a new signing key is published in the JWKS before it signs. Must exceed how long
+    /// verifiers cache the JWKS (it is served with max-age 300s).
+    #[arg(long, env = "M2M_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h", value_parser = duration)]
+    pub signing_key_publish_ahead: Duration,
+
+    /// How long a retired signing key stays published: the longest token lifetime plus skew.
+    #[arg(long, env = "M2M_SIGNING_KEY_RETENTION", default_value = "24h5m", value_parser = duration)]
+    pub signing_key_retention: Duration,
+
+    /// argon2id checks run at once on the token endpoint (default: the number of cores).
+    #[arg(long, env = "M2M_ARGON2_WORKERS")]
+    pub argon2_workers: Option<usize>,
+
+    /// argon2id checks admitted at once (running and queued); beyond, requests get 503.
+    #[arg(long, env = "M2M_ARGON2_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub argon2_max_in_flight: usize,
+
+    /// Failed authentications per client_id per window before its argon2 path is throttled.
+    #[arg(long, env = "M2M_MAX_FAILURES_PER_CLIENT", default_value_t = 10)]
+    pub max_failures_per_client: u32,
+
+    /// Failed authentications per source address per window before it is throttled.
+    #[arg(long, env = "M2M_MAX_FAILURES_PER_SOURCE", default_value_t = 100)]
+    pub max_failures_per_source: u32,
+
+    /// The throttling window.
+    #[arg(long, env = "M2M_FAILURE_WINDOW", default_value = "1m", value_parser = duration)]
+    pub failure_window: Duration,
+
+    /// Token requests served at once; beyond, requests get 503 at once.
+    #[arg(long, env = "M2M_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+
+    /// Longest time a token request may take.
+    #[arg(long, env = "M2M_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
 }
 
 impl RunConfig {

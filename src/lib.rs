@@ -14,3 +14,4 @@ pub mod leader;
 pub mod metrics;
 pub mod telemetry;
 pub mod tenancy;
+pub mod token;

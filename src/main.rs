@@ -13,6 +13,15 @@ use m2m_operator::{
     leader::{self, LeaseConfig},
     metrics::Metrics,
     telemetry,
+    token::{
+        self,
+        keys::KeyPolicy,
+        metrics::TokenMetrics,
+        service::{TokenConfig, TokenService},
+        signing,
+        throttle::Throttle,
+        verify::Verifier,
+    },
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +76,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let readiness = admin::Readiness::default();
     let caches_ready = readiness.register("caches");
+    let keys_ready = readiness.register("signing-keys");
     let mut registry = Registry::with_prefix("m2m");
 
     let client = kube::Client::try_default().await?;
@@ -75,6 +85,48 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let cache = Cache::start(&client, &config.namespace, shutdown.clone());
     let metrics = Arc::new(Metrics::register(&mut registry, cache.apps.clone()));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let service = Arc::new(TokenService {
+        cache: cache.clone(),
+        config: TokenConfig {
+            operator_namespace: config.namespace.clone(),
+            issuer: config.issuer.clone(),
+            token_url: config.token_url(),
+        },
+        keys: Default::default(),
+        verifier: Verifier::new(
+            config.argon2_workers.unwrap_or(cores),
+            config.argon2_max_in_flight,
+        ),
+        client_throttle: std::sync::Mutex::new(Throttle::new(
+            config.max_failures_per_client,
+            config.failure_window,
+            100_000,
+        )),
+        source_throttle: std::sync::Mutex::new(Throttle::new(
+            config.max_failures_per_source,
+            config.failure_window,
+            100_000,
+        )),
+        metrics: TokenMetrics::register(&mut registry),
+    });
+    let latest_keys = signing::watch_keys(
+        client.clone(),
+        &config.namespace,
+        service.clone(),
+        shutdown.clone(),
+        {
+            let keys_ready = keys_ready.clone();
+            move || keys_ready.set(true)
+        },
+    );
+    let token_router = token::router(
+        service.clone(),
+        &token::Limits {
+            max_concurrent: config.max_concurrent_requests,
+            timeout: config.request_timeout,
+        },
+    );
     let admin = tokio::spawn(admin::serve(
         config.admin_addr,
         admin::router(readiness, Arc::new(registry)),
@@ -86,6 +138,11 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     caches_ready.set(true);
     tracing::info!("caches synced");
+    let token_server = tokio::spawn(token::serve(
+        config.token_addr,
+        token_router,
+        shutdown.clone(),
+    ));
 
     let identity = config.identity();
     let ctx = Arc::new(controller::Context::new(
@@ -102,7 +159,26 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         },
         metrics,
     ));
-    let controllers = move |token| controller::run(ctx.clone(), token);
+    let key_policy = KeyPolicy {
+        alg: config.signing_algorithm,
+        rotate_every: config.signing_key_rotation,
+        publish_ahead: config.signing_key_publish_ahead,
+        keep_retired: config.signing_key_retention,
+    };
+    let (key_client, key_namespace) = (client.clone(), config.namespace.clone());
+    let controllers = move |token: CancellationToken| {
+        let ctx = ctx.clone();
+        let keys = signing::manage_keys(
+            key_client.clone(),
+            key_namespace.clone(),
+            key_policy.clone(),
+            latest_keys.clone(),
+            token.clone(),
+        );
+        async move {
+            tokio::join!(controller::run(ctx, token), keys);
+        }
+    };
     if config.leader_election {
         let lease = LeaseConfig {
             namespace: config.namespace.clone(),
@@ -115,6 +191,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         controllers(shutdown.clone()).await;
     }
+    token_server.await??;
     admin.await??;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -146,7 +146,10 @@ impl Operator {
     pub async fn metrics(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.admin_port);
         tokio::task::spawn_blocking(move || {
-            let out = Command::new("curl").args(["-s", "--max-time", "5", &url]).output().expect("curl");
+            let out = Command::new("curl")
+                .args(["-s", "--max-time", "5", &url])
+                .output()
+                .expect("curl");
             String::from_utf8_lossy(&out.stdout).into_owned()
         })
         .await

@@ -1,0 +1,62 @@
+//! Token endpoint metrics.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `token` or `introspect`.
+    pub endpoint: &'static str,
+    /// `issued` / `active` / `inactive`, or the OAuth error code.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenMetrics {
+    /// `m2m_token_requests_total{endpoint, outcome}`.
+    pub requests: Family<OutcomeLabels, Counter>,
+    /// `m2m_tokens_issued_with_previous_secret_total`.
+    pub previous_secret: Counter,
+    /// `m2m_token_request_duration_seconds{endpoint}`.
+    pub duration: Family<EndpointLabels, Histogram>,
+}
+
+impl TokenMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            requests: Family::default(),
+            previous_secret: Counter::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
+        };
+        registry.register(
+            "token_requests",
+            "Token endpoint requests by outcome",
+            m.requests.clone(),
+        );
+        registry.register(
+            "tokens_issued_with_previous_secret",
+            "Tokens issued to a client that authenticated with its previous (grace-period) secret",
+            m.previous_secret.clone(),
+        );
+        registry.register(
+            "token_request_duration_seconds",
+            "Token endpoint latency",
+            m.duration.clone(),
+        );
+        m
+    }
+}

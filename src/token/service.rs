@@ -1,0 +1,395 @@
+//! The HTTP handlers: token, introspection, JWKS and discovery.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, RwLock},
+    time::Instant,
+};
+
+use axum::{
+    Json, Router,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use k8s_openapi::jiff::Timestamp;
+
+use super::{
+    claims::{self, AccessClaims},
+    error::{ErrorCode, OAuthError, no_store},
+    index::{self, Client, Standing},
+    jwt,
+    keys::KeyRing,
+    metrics::{EndpointLabels, OutcomeLabels, TokenMetrics},
+    request::{self, ClientCredentials},
+    throttle::Throttle,
+    verify::{Busy, Verifier},
+};
+use crate::{cache::Cache, credentials::record::SecretKind, tenancy::Grant};
+
+/// Settings of the token endpoint.
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    pub operator_namespace: String,
+    pub issuer: String,
+    pub token_url: String,
+}
+
+/// Shared state of the handlers.
+pub struct TokenService {
+    pub cache: Cache,
+    pub config: TokenConfig,
+    pub keys: RwLock<Arc<KeyRing>>,
+    pub verifier: Verifier,
+    /// Failures per `client_id`.
+    pub client_throttle: Mutex<Throttle>,
+    /// Failures per source address.
+    pub source_throttle: Mutex<Throttle>,
+    pub metrics: TokenMetrics,
+}
+
+impl TokenService {
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+}
+
+/// The token endpoint's routes.
+pub fn routes(service: Arc<TokenService>) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(token))
+        .route("/oauth2/introspect", post(introspect))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .with_state(service)
+}
+
+/// What the audit line of one request says. Never a secret, a hash or a token.
+#[derive(Default)]
+struct Audit {
+    client_id: Option<String>,
+    org_code: Option<String>,
+    namespace: Option<String>,
+    app: Option<String>,
+    scope: Option<String>,
+    aud: Option<String>,
+    jti: Option<String>,
+    previous_secret: bool,
+}
+
+fn form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+/// Authenticates the client: the fast path first (never throttled), then argon2 on the pool.
+async fn authenticate(
+    svc: &TokenService,
+    creds: &ClientCredentials,
+    source: IpAddr,
+) -> Result<(Client, SecretKind), OAuthError> {
+    let now = Timestamp::now();
+    let instant = Instant::now();
+    let source_key = source.to_string();
+    let Some(client) = index::lookup(&svc.cache, &svc.config.operator_namespace, &creds.client_id)
+    else {
+        // Unknown clients are refused without argon2 work.
+        if let Ok(mut t) = svc.source_throttle.lock() {
+            t.fail(&source_key, instant);
+        }
+        return Err(OAuthError::invalid_client(creds.basic));
+    };
+    if let Some(kind) =
+        svc.verifier
+            .remembered(&creds.client_id, &creds.secret, &client.record, now)
+    {
+        return Ok((client, kind));
+    }
+    let client_key = &creds.client_id;
+    let by_client = svc
+        .client_throttle
+        .lock()
+        .ok()
+        .and_then(|t| t.blocked(client_key, instant));
+    let by_source = svc
+        .source_throttle
+        .lock()
+        .ok()
+        .and_then(|t| t.blocked(&source_key, instant));
+    let blocked = by_client.max(by_source);
+    if let Some(wait) = blocked {
+        return Err(OAuthError::throttled(wait.as_secs() + 1));
+    }
+    match svc
+        .verifier
+        .verify(&creds.client_id, &creds.secret, &client.record, now)
+        .await
+    {
+        Err(Busy) => Err(OAuthError::overloaded()),
+        Ok(Some(kind)) => Ok((client, kind)),
+        Ok(None) => {
+            if let Ok(mut t) = svc.client_throttle.lock() {
+                t.fail(client_key, instant);
+            }
+            if let Ok(mut t) = svc.source_throttle.lock() {
+                t.fail(&source_key, instant);
+            }
+            Err(OAuthError::invalid_client(creds.basic))
+        }
+    }
+}
+
+/// The grant of an authenticated client, or `unauthorized_client`.
+fn authorize(svc: &TokenService, client: &Client) -> Result<Grant, OAuthError> {
+    match index::standing(&svc.cache, client) {
+        Standing::Allowed(grant) => Ok(grant),
+        Standing::Blocked(block) => Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            block.message(),
+        )),
+        Standing::Refused(refusal) => Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("the client may not get tokens now ({})", refusal.reason()),
+        )),
+    }
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn lifetime_secs(client: &Client) -> i64 {
+    crate::api::duration::parse(&client.app.spec.token_lifetime)
+        .map(|d| d.as_secs())
+        .unwrap_or(3600)
+        .clamp(60, 86_400) as i64
+}
+
+async fn issue(
+    svc: &TokenService,
+    headers: &HeaderMap,
+    body: &[u8],
+    source: IpAddr,
+    audit: &mut Audit,
+) -> Result<Response, OAuthError> {
+    form_content_type(headers)?;
+    let form = request::parse_form(body)?;
+    let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
+    audit.client_id = Some(creds.client_id.clone());
+    let token_request = request::token_request(&form)?;
+    let (client, kind) = authenticate(svc, &creds, source).await?;
+    audit.namespace = client.app.metadata.namespace.clone();
+    audit.app = client.app.metadata.name.clone();
+    audit.previous_secret = kind == SecretKind::Previous;
+    let grant = authorize(svc, &client)?;
+    audit.org_code = grant.org_code.clone();
+    let granted = claims::narrow(&grant, &client.app, &token_request)?;
+    let ring = svc.key_ring();
+    let now = Timestamp::now();
+    let key = ring.active(now).ok_or_else(OAuthError::overloaded)?;
+    let lifetime = lifetime_secs(&client);
+    let claims = claims::claims(
+        &svc.config.issuer,
+        &client.record.client_id,
+        grant.org_code.as_deref(),
+        &granted,
+        now.as_second(),
+        lifetime,
+        random_id(),
+    );
+    let token = key
+        .sign("at+jwt", &claims)
+        .map_err(|_| OAuthError::overloaded())?;
+    audit.scope = claims.scope.clone();
+    audit.aud = Some(granted.audiences.join(" "));
+    audit.jti = Some(claims.jti.clone());
+    if kind == SecretKind::Previous {
+        svc.metrics.previous_secret.inc();
+    }
+    let mut body =
+        serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime});
+    if let Some(scope) = &claims.scope {
+        body["scope"] = serde_json::Value::String(scope.clone());
+    }
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+async fn token(
+    State(svc): State<Arc<TokenService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let mut audit = Audit::default();
+    let result = issue(&svc, &headers, &body, peer.ip(), &mut audit).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(e) => e.code.as_str(),
+    };
+    let reason = result.as_ref().err().map(|e| e.description.clone());
+    tracing::info!(
+        target: "m2m_operator::audit",
+        endpoint = "token",
+        outcome,
+        reason = reason.as_deref(),
+        client_id = audit.client_id.as_deref(),
+        org_code = audit.org_code.as_deref(),
+        namespace = audit.namespace.as_deref(),
+        app = audit.app.as_deref(),
+        scope = audit.scope.as_deref(),
+        aud = audit.aud.as_deref(),
+        jti = audit.jti.as_deref(),
+        previous_secret = audit.previous_secret,
+        "token request"
+    );
+    svc.metrics
+        .requests
+        .get_or_create(&OutcomeLabels {
+            endpoint: "token",
+            outcome,
+        })
+        .inc();
+    svc.metrics
+        .duration
+        .get_or_create(&EndpointLabels { endpoint: "token" })
+        .observe(started.elapsed().as_secs_f64());
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// RFC 7662 for M2M apps. An org-scoped caller learns nothing about other organizations'
+/// tokens; a token whose client is gone, disabled or suspended is inactive.
+async fn introspect_inner(
+    svc: &TokenService,
+    headers: &HeaderMap,
+    body: &[u8],
+    source: IpAddr,
+) -> Result<serde_json::Value, OAuthError> {
+    form_content_type(headers)?;
+    let form = request::parse_form(body)?;
+    let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
+    let token = request::introspection_token(&form)?;
+    let (caller, _) = authenticate(svc, &creds, source).await?;
+    let caller_grant = authorize(svc, &caller)?;
+    let inactive = serde_json::json!({"active": false});
+    let ring = svc.key_ring();
+    let Some(payload) = jwt::verify_with(token, |kid| ring.by_kid(kid)) else {
+        return Ok(inactive);
+    };
+    let Ok(claims) = serde_json::from_value::<AccessClaims>(payload) else {
+        return Ok(inactive);
+    };
+    let now = Timestamp::now().as_second();
+    if claims.iss != svc.config.issuer || claims.exp <= now || claims.nbf > now + 60 {
+        return Ok(inactive);
+    }
+    if caller_grant.org_code.is_some() && caller_grant.org_code != claims.org_code {
+        return Ok(inactive);
+    }
+    let Some(subject) = index::lookup(
+        &svc.cache,
+        &svc.config.operator_namespace,
+        &claims.client_id,
+    ) else {
+        return Ok(inactive);
+    };
+    if !matches!(index::standing(&svc.cache, &subject), Standing::Allowed(_)) {
+        return Ok(inactive);
+    }
+    let mut out = serde_json::to_value(&claims).unwrap_or_default();
+    out["active"] = serde_json::Value::Bool(true);
+    out["token_type"] = serde_json::Value::String("Bearer".into());
+    Ok(out)
+}
+
+async fn introspect(
+    State(svc): State<Arc<TokenService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let result = introspect_inner(&svc, &headers, &body, peer.ip()).await;
+    let outcome = match &result {
+        Ok(v) if v["active"] == true => "active",
+        Ok(_) => "inactive",
+        Err(e) => e.code.as_str(),
+    };
+    svc.metrics
+        .requests
+        .get_or_create(&OutcomeLabels {
+            endpoint: "introspect",
+            outcome,
+        })
+        .inc();
+    svc.metrics
+        .duration
+        .get_or_create(&EndpointLabels {
+            endpoint: "introspect",
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(body) => {
+            let mut response = (StatusCode::OK, Json(body)).into_response();
+            no_store(&mut response);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn jwks(State(svc): State<Arc<TokenService>>) -> Response {
+    let ring = svc.key_ring();
+    let keys: Vec<_> = ring.published().map(|k| k.jwk.clone()).collect();
+    let mut response = Json(serde_json::json!({"keys": keys})).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// RFC 8414 metadata (also served as the OpenID discovery document).
+pub fn metadata_document(config: &TokenConfig) -> serde_json::Value {
+    let issuer = config.issuer.trim_end_matches('/');
+    let introspection = config
+        .token_url
+        .replace("/oauth2/token", "/oauth2/introspect");
+    serde_json::json!({
+        "issuer": config.issuer,
+        "token_endpoint": config.token_url,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "introspection_endpoint": introspection,
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": [],
+        "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+    })
+}
+
+async fn metadata(State(svc): State<Arc<TokenService>>) -> Response {
+    Json(metadata_document(&svc.config)).into_response()
+}
