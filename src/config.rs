@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controllers, the token endpoint and the admin server until SIGTERM.
-    Run(RunConfig),
+    Run(Box<RunConfig>),
     /// Print both CustomResourceDefinitions as multi-document YAML (or write them to a folder).
     Crd {
         /// Write one file per CRD into this folder instead of printing.
