@@ -103,6 +103,20 @@ async fn an_org_app_gets_working_credentials_and_status() {
         Some(code.clone())
     );
 
+    let metrics = op.metrics().await;
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics:\n{metrics}"))
+    };
+    assert!(value("m2m_apps{reason=\"CredentialsIssued\"}") >= 1.0);
+    assert!(value("m2m_reconciles_total{kind=\"M2MApp\",result=\"success\"}") >= 1.0);
+    assert!(value("m2m_credentials_total{action=\"issued\"}") >= 1.0);
+    assert!(metrics.contains("m2m_reconcile_duration_seconds_bucket"));
+
     delete_org(&client, &org).await;
     ns.delete().await;
 }
