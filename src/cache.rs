@@ -126,6 +126,33 @@ impl Cache {
         }
     }
 
+    /// A cache fed by hand instead of watches (tests, benchmarks, fuzzing): apply objects
+    /// through the returned writers.
+    pub fn detached() -> (Self, CacheWriters) {
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let (organizations, orgs_w) = reflector::store();
+        let (apps, apps_w) = reflector::store();
+        let (namespaces, ns_w) = reflector::store();
+        let (tenant_secrets, secrets_w) = reflector::store();
+        let (records, records_w) = reflector::store();
+        let cache = Self {
+            organizations,
+            apps,
+            namespaces,
+            tenant_secrets,
+            records,
+            changes,
+        };
+        let writers = CacheWriters {
+            organizations: orgs_w,
+            apps: apps_w,
+            namespaces: ns_w,
+            tenant_secrets: secrets_w,
+            records: records_w,
+        };
+        (cache, writers)
+    }
+
     /// Waits until every store has its initial list.
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
         self.organizations.wait_until_ready().await?;
@@ -139,6 +166,24 @@ impl Cache {
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
+}
+
+/// Writers of a [`Cache::detached`] cache.
+pub struct CacheWriters {
+    pub organizations: reflector::store::Writer<Organization>,
+    pub apps: reflector::store::Writer<M2MApp>,
+    pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    pub tenant_secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    pub records: reflector::store::Writer<Secret>,
+}
+
+/// Puts `obj` into a detached cache's store.
+pub fn put<K>(writer: &mut reflector::store::Writer<K>, obj: K)
+where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Apply(obj));
 }
 
 /// Drops what the operator never reads, so 10k apps fit in tens of MiB.

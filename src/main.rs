@@ -16,11 +16,8 @@ use m2m_operator::{
     token::{
         self,
         keys::KeyPolicy,
-        metrics::TokenMetrics,
         service::{TokenConfig, TokenService},
         signing,
-        throttle::Throttle,
-        verify::Verifier,
     },
 };
 use prometheus_client::registry::Registry;
@@ -86,30 +83,20 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     let cache = Cache::start(&client, &config.namespace, shutdown.clone());
     let metrics = Arc::new(Metrics::register(&mut registry, cache.apps.clone()));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let service = Arc::new(TokenService {
-        cache: cache.clone(),
-        config: TokenConfig {
+    let service = Arc::new(TokenService::new(
+        cache.clone(),
+        TokenConfig {
             operator_namespace: config.namespace.clone(),
             issuer: config.issuer.clone(),
             token_url: config.token_url(),
+            argon2_workers: config.argon2_workers.unwrap_or(cores),
+            argon2_max_in_flight: config.argon2_max_in_flight,
+            max_failures_per_client: config.max_failures_per_client,
+            max_failures_per_source: config.max_failures_per_source,
+            failure_window: config.failure_window,
         },
-        keys: Default::default(),
-        verifier: Verifier::new(
-            config.argon2_workers.unwrap_or(cores),
-            config.argon2_max_in_flight,
-        ),
-        client_throttle: std::sync::Mutex::new(Throttle::new(
-            config.max_failures_per_client,
-            config.failure_window,
-            100_000,
-        )),
-        source_throttle: std::sync::Mutex::new(Throttle::new(
-            config.max_failures_per_source,
-            config.failure_window,
-            100_000,
-        )),
-        metrics: TokenMetrics::register(&mut registry),
-    });
+        &mut registry,
+    ));
     let latest_keys = signing::watch_keys(
         client.clone(),
         &config.namespace,

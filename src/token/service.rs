@@ -36,6 +36,15 @@ pub struct TokenConfig {
     pub operator_namespace: String,
     pub issuer: String,
     pub token_url: String,
+    /// argon2id checks at once.
+    pub argon2_workers: usize,
+    /// argon2id checks admitted at once (running and queued).
+    pub argon2_max_in_flight: usize,
+    /// Failed authentications per `client_id` per window before its slow path is throttled.
+    pub max_failures_per_client: u32,
+    /// Failed authentications per source address per window.
+    pub max_failures_per_source: u32,
+    pub failure_window: std::time::Duration,
 }
 
 /// Shared state of the handlers.
@@ -52,6 +61,40 @@ pub struct TokenService {
 }
 
 impl TokenService {
+    /// The service over `cache`, registering its metrics.
+    pub fn new(
+        cache: Cache,
+        config: TokenConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        /// Most throttled keys remembered at once.
+        const MAX_THROTTLED_KEYS: usize = 100_000;
+        Self {
+            verifier: Verifier::new(config.argon2_workers, config.argon2_max_in_flight),
+            client_throttle: Mutex::new(Throttle::new(
+                config.max_failures_per_client,
+                config.failure_window,
+                MAX_THROTTLED_KEYS,
+            )),
+            source_throttle: Mutex::new(Throttle::new(
+                config.max_failures_per_source,
+                config.failure_window,
+                MAX_THROTTLED_KEYS,
+            )),
+            metrics: TokenMetrics::register(registry),
+            keys: RwLock::default(),
+            cache,
+            config,
+        }
+    }
+
+    /// Replaces the key ring (on every change of the key Secret).
+    pub fn set_keys(&self, ring: KeyRing) {
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = Arc::new(ring);
+        }
+    }
+
     pub fn key_ring(&self) -> Arc<KeyRing> {
         self.keys.read().map(|k| k.clone()).unwrap_or_default()
     }

@@ -47,12 +47,11 @@ pub fn watch_keys(
                     if secret.metadata.deletion_timestamp.is_none()
                         && let Some(set) = stored(&secret)
                     {
-                        let ring = Arc::new(KeyRing::from_stored(&set));
-                        if ring.active(Timestamp::now()).is_some() {
+                        let ring = KeyRing::from_stored(&set);
+                        let usable = ring.active(Timestamp::now()).is_some();
+                        service.set_keys(ring);
+                        if usable {
                             on_ready();
-                        }
-                        if let Ok(mut keys) = service.keys.write() {
-                            *keys = ring;
                         }
                     }
                     let _ = tx.send(Some(Arc::new(secret)));
