@@ -8,4 +8,6 @@ mod common;
 mod controller;
 mod crds;
 mod fixtures;
+mod http;
 mod operator;
+mod tokens;

@@ -40,6 +40,7 @@ impl Default for Options {
 pub struct Operator {
     child: Option<Child>,
     pub admin_port: u16,
+    pub token_port: u16,
     pub options: Options,
     pub log: PathBuf,
 }
@@ -87,6 +88,7 @@ impl Operator {
     /// Starts the process without waiting.
     pub fn spawn(options: Options) -> Self {
         let admin_port = free_port();
+        let token_port = free_port();
         let dir = std::env::temp_dir().join("m2m-operator-test-logs");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{}-{}.log", options.identity, admin_port));
@@ -94,6 +96,7 @@ impl Operator {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2m-operator"));
         cmd.arg("run")
             .env("M2M_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("M2M_TOKEN_ADDR", format!("127.0.0.1:{token_port}"))
             .env("M2M_ISSUER", ISSUER)
             .env("M2M_NAMESPACE", OPERATOR_NAMESPACE)
             .env("M2M_LEASE_NAME", &options.lease_name)
@@ -114,6 +117,7 @@ impl Operator {
         Self {
             child: Some(child),
             admin_port,
+            token_port,
             options,
             log,
         }
@@ -140,6 +144,11 @@ impl Operator {
         .await
         .ok()
         .flatten()
+    }
+
+    /// The token endpoint's base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.token_port)
     }
 
     /// The body of `/metrics`.
