@@ -14,4 +14,6 @@ pub mod leader;
 pub mod metrics;
 pub mod telemetry;
 pub mod tenancy;
+#[doc(hidden)]
+pub mod testing;
 pub mod token;

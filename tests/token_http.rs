@@ -15,20 +15,16 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use k8s_openapi::{api::core::v1::Namespace, jiff::Timestamp};
-use kube::core::{ObjectMeta, PartialObjectMeta};
+use k8s_openapi::jiff::Timestamp;
 use m2m_operator::{
-    api::{M2MApp, M2MAppSpec, Organization, OrganizationRef, OrganizationSpec},
-    cache::{Cache, put},
     credentials::{
         generate::{ClientSecret, client_id},
         hash,
-        record::{AppKey, ClientRecord},
     },
+    testing::{self, FixtureApp, World},
     token::{
         self,
-        jwt::{Algorithm, generate_pkcs8},
-        keys::{KeyRing, StoredKey, StoredKeySet},
+        jwt::Algorithm,
         service::{TokenConfig, TokenService},
     },
 };
@@ -95,85 +91,43 @@ const SUSPENDED: App = App {
 };
 const ALL: [&App; 5] = [&ACME, &GLOBEX, &GLOBAL, &DISABLED, &SUSPENDED];
 
-fn org(name: &str, code: &str, ns: &str, suspended: bool) -> Organization {
-    let mut o = Organization::new(
-        name,
-        OrganizationSpec {
-            code: Some(code.into()),
-            namespaces: Some(vec![ns.into()]),
-            allowed_scopes: Some(vec!["read".into(), "write".into()]),
-            suspended,
-            ..Default::default()
-        },
-    );
-    o.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        Timestamp::UNIX_EPOCH,
-    ));
-    o
-}
-
 struct Fixture {
     router: Router,
     service: Arc<TokenService>,
 }
 
 fn service() -> Arc<TokenService> {
-    let (cache, mut w) = Cache::detached();
+    let mut world = World::new(NS);
     for ns in ["tenant-a", "tenant-b", "tenant-c", "platform"] {
-        put(
-            &mut w.namespaces,
-            PartialObjectMeta::<Namespace> {
-                metadata: ObjectMeta {
-                    name: Some(ns.into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        );
+        world.namespace(ns);
     }
-    put(
-        &mut w.organizations,
-        org("acme", "org_acme", "tenant-a", false),
-    );
-    put(
-        &mut w.organizations,
-        org("globex", "org_globex", "tenant-b", false),
-    );
-    put(
-        &mut w.organizations,
-        org("initech", "org_initech", "tenant-c", true),
-    );
-    for a in ALL {
-        let mut app = M2MApp::new(
-            a.name,
-            M2MAppSpec {
-                organization_ref: a.org.map(|o| OrganizationRef { name: o.into() }),
-                scopes: a.scopes.iter().map(|s| s.to_string()).collect(),
-                audiences: vec!["api".into(), "billing".into()],
-                token_lifetime: "15m".into(),
-                disabled: a.disabled,
-                ..Default::default()
-            },
+    world
+        .org("acme", "org_acme", "tenant-a", &["read", "write"], false)
+        .org(
+            "globex",
+            "org_globex",
+            "tenant-b",
+            &["read", "write"],
+            false,
+        )
+        .org(
+            "initech",
+            "org_initech",
+            "tenant-c",
+            &["read", "write"],
+            true,
         );
-        app.metadata.namespace = Some(a.namespace.into());
-        app.metadata.uid = Some(a.uid.into());
-        put(&mut w.apps, app);
-        let record = ClientRecord {
-            client_id: client_id(a.uid),
-            app: AppKey {
-                namespace: a.namespace.into(),
-                name: a.name.into(),
-                uid: a.uid.into(),
-            },
-            current: hash::hash(&ClientSecret::new(a.secret)).unwrap(),
-            pending: None,
-            previous: None,
-            revision: 1,
-            last_rotation_time: Timestamp::UNIX_EPOCH,
-            handled_rotate_request: None,
-            handled_revoke_request: None,
-        };
-        put(&mut w.records, record.to_secret(NS).unwrap());
+    for a in ALL {
+        world.app(&FixtureApp {
+            uid: a.uid.into(),
+            name: a.name.into(),
+            namespace: a.namespace.into(),
+            org: a.org.map(str::to_owned),
+            scopes: a.scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: vec!["api".into(), "billing".into()],
+            disabled: a.disabled,
+            current: testing::phc(&hash::hash(&ClientSecret::new(a.secret)).unwrap()),
+        });
     }
     let config = TokenConfig {
         operator_namespace: NS.into(),
@@ -186,22 +140,11 @@ fn service() -> Arc<TokenService> {
         failure_window: Duration::from_secs(60),
     };
     let service = Arc::new(TokenService::new(
-        cache,
+        world.finish(),
         config,
         &mut prometheus_client::registry::Registry::default(),
     ));
-    let set = StoredKeySet {
-        keys: vec![StoredKey {
-            alg: Algorithm::ES256,
-            pkcs8: STANDARD.encode(generate_pkcs8(Algorithm::ES256).unwrap()),
-            created_at: Timestamp::UNIX_EPOCH,
-            active_from: Timestamp::UNIX_EPOCH,
-            retired_at: None,
-        }],
-        handled_rotate_request: None,
-    };
-    service.set_keys(KeyRing::from_stored(&set));
-    std::mem::forget(w); // keep the stores' writers (and so the stores) alive
+    service.set_keys(testing::key_ring(Algorithm::ES256).unwrap());
     service
 }
 

@@ -88,6 +88,13 @@ impl TokenService {
         }
     }
 
+    /// The same service checking plain SHA-256 digests instead of argon2id hashes: the
+    /// benchmark's baseline, never used by the operator.
+    pub fn with_plain_sha256_baseline(mut self) -> Self {
+        self.verifier = Verifier::plain_sha256_baseline();
+        self
+    }
+
     /// Replaces the key ring (on every change of the key Secret).
     pub fn set_keys(&self, ring: KeyRing) {
         if let Ok(mut keys) = self.keys.write() {

@@ -32,7 +32,18 @@ struct Proof {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Busy;
 
+/// How secrets are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// argon2id PHC hashes, remembered through keyed proofs (what the operator runs).
+    Argon2,
+    /// `current` holds a hex SHA-256 of the secret; checked directly. Only the benchmark's
+    /// baseline uses this, to show what the argon2id design costs in steady state.
+    PlainSha256Baseline,
+}
+
 pub struct Verifier {
+    mode: Mode,
     key: hmac::Key,
     proofs: Mutex<HashMap<String, Vec<Proof>>>,
     pool: Semaphore,
@@ -47,11 +58,21 @@ impl Verifier {
         // A failing OS RNG leaves a zero key: proofs still work, they are just not secret-keyed.
         let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut key);
         Self {
+            mode: Mode::Argon2,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             proofs: Mutex::new(HashMap::new()),
             pool: Semaphore::new(workers.max(1)),
             waiting: AtomicUsize::new(0),
             max_in_flight,
+        }
+    }
+
+    /// The benchmark baseline: records hold a hex SHA-256 of the secret instead of a PHC
+    /// string. Never used by the operator.
+    pub fn plain_sha256_baseline() -> Self {
+        Self {
+            mode: Mode::PlainSha256Baseline,
+            ..Self::new(1, 1)
         }
     }
 
@@ -95,6 +116,9 @@ impl Verifier {
         record: &ClientRecord,
         now: Timestamp,
     ) -> Result<Option<SecretKind>, Busy> {
+        if self.mode == Mode::PlainSha256Baseline {
+            return Ok(None);
+        }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(Busy);
