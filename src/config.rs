@@ -84,6 +84,14 @@ pub struct RunConfig {
     #[arg(long, env = "M2M_TOKEN_ADDR", default_value = "0.0.0.0:8080")]
     pub token_addr: SocketAddr,
 
+    /// PEM certificate (chain) for HTTPS on the token listener; reloaded when it changes.
+    #[arg(long, env = "M2M_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+
+    /// PEM private key for HTTPS on the token listener.
+    #[arg(long, env = "M2M_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+
     /// Algorithm of new signing keys.
     #[arg(
         long,

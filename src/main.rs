@@ -125,9 +125,19 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     caches_ready.set(true);
     tracing::info!("caches synced");
+    let tls = config
+        .tls_cert_file
+        .clone()
+        .zip(config.tls_key_file.clone())
+        .map(|(cert, key)| token::TlsFiles {
+            cert,
+            key,
+            reload_every: std::time::Duration::from_secs(10),
+        });
     let token_server = tokio::spawn(token::serve(
         config.token_addr,
         token_router,
+        tls,
         shutdown.clone(),
     ));
 

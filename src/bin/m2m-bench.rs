@@ -82,7 +82,13 @@ fn world(apps: u64, current: &str) -> World {
     for o in 0..orgs {
         let ns = format!("tenant-{o}");
         w.namespace(&ns);
-        w.org(&format!("org-{o}"), &format!("org_{o}"), &ns, &["read", "write"], false);
+        w.org(
+            &format!("org-{o}"),
+            &format!("org_{o}"),
+            &ns,
+            &["read", "write"],
+            false,
+        );
     }
     for n in 0..apps {
         let o = n % orgs;
@@ -101,12 +107,17 @@ fn world(apps: u64, current: &str) -> World {
 }
 
 async fn serve(router: axum::Router, shutdown: CancellationToken) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
     });
     addr
 }
@@ -119,21 +130,47 @@ struct Load {
     ok: f64,
 }
 
-fn oha(bin: &str, url: &str, seconds: u64, connections: u64, rate: Option<f64>, token_request: bool) -> Load {
+fn oha(
+    bin: &str,
+    url: &str,
+    seconds: u64,
+    connections: u64,
+    rate: Option<f64>,
+    token_request: bool,
+) -> Load {
     let mut cmd = Command::new(bin);
-    cmd.args(["--no-tui", "--output-format", "json", "-z", &format!("{seconds}s"), "-c", &connections.to_string()]);
+    cmd.args([
+        "--no-tui",
+        "--output-format",
+        "json",
+        "-z",
+        &format!("{seconds}s"),
+        "-c",
+        &connections.to_string(),
+    ]);
     if let Some(rate) = rate {
         cmd.args(["-q", &format!("{rate:.0}")]);
     }
     if token_request {
         let auth = STANDARD.encode(format!("{}:{SECRET}", client_id(&testing::uid(0))));
         cmd.args(["-m", "POST", "-H", &format!("Authorization: Basic {auth}")]);
-        cmd.args(["-T", "application/x-www-form-urlencoded", "-d", "grant_type=client_credentials"]);
+        cmd.args([
+            "-T",
+            "application/x-www-form-urlencoded",
+            "-d",
+            "grant_type=client_credentials",
+        ]);
     }
     cmd.arg(url);
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {bin} (install it with hack/bench.sh): {e}"));
-    let json: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("oha output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} (install it with hack/bench.sh): {e}"));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "oha output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let ms = |p: &str| json["latencyPercentiles"][p].as_f64().unwrap_or(f64::NAN) * 1000.0;
     Load {
         rps: json["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
@@ -198,7 +235,9 @@ fn write_section(path: &PathBuf, marker: &str, content: &str) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
     let section = format!("{start}\n{content}\n{end}");
     let new = match (text.find(&start), text.find(&end)) {
-        (Some(s), Some(e)) if e > s => format!("{}{}{}", &text[..s], section, &text[e + end.len()..]),
+        (Some(s), Some(e)) if e > s => {
+            format!("{}{}{}", &text[..s], section, &text[e + end.len()..])
+        }
         _ => format!("{}\n\n{section}\n", text.trim_end()),
     };
     std::fs::write(path, new).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
@@ -213,43 +252,93 @@ fn hex_sha256(s: &str) -> String {
 }
 
 fn token_scenario(apps: u64, seconds: u64, connections: u64, write: &PathBuf, oha_bin: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let shutdown = CancellationToken::new();
     let phc = testing::phc(&hash::hash(&ClientSecret::new(SECRET)).expect("hash"));
     let sha = hex_sha256(SECRET);
-    let limits = token::Limits { max_concurrent: 1024, timeout: Duration::from_secs(10) };
+    let limits = token::Limits {
+        max_concurrent: 1024,
+        timeout: Duration::from_secs(10),
+    };
     let (argon, plain, health) = runtime.block_on(async {
         let mut registry = prometheus_client::registry::Registry::default();
-        let argon = Arc::new(TokenService::new(world(apps, &phc).finish(), config(), &mut registry));
+        let argon = Arc::new(TokenService::new(
+            world(apps, &phc).finish(),
+            config(),
+            &mut registry,
+        ));
         argon.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
         let plain = Arc::new(
-            TokenService::new(world(apps, &sha).finish(), config(), &mut registry).with_plain_sha256_baseline(),
+            TokenService::new(world(apps, &sha).finish(), config(), &mut registry)
+                .with_plain_sha256_baseline(),
         );
         plain.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
         let argon_addr = serve(token::router(argon, &limits), shutdown.clone()).await;
         let plain_addr = serve(token::router(plain, &limits), shutdown.clone()).await;
-        let health_addr =
-            serve(admin::router(admin::Readiness::default(), Arc::new(registry)), shutdown.clone()).await;
+        let health_addr = serve(
+            admin::router(admin::Readiness::default(), Arc::new(registry)),
+            shutdown.clone(),
+        )
+        .await;
         (argon_addr, plain_addr, health_addr)
     });
     let url = |a: SocketAddr, p: &str| format!("http://{a}{p}");
     // Warm-up: the first request per client pays argon2id once.
     let first = oha(oha_bin, &url(argon, "/oauth2/token"), 1, 1, None, true);
     assert!(first.ok > 0.99, "warm-up requests failed: {first:?}");
-    let healthz = oha(oha_bin, &url(health, "/healthz"), seconds, connections, None, false);
-    let argon_load = oha(oha_bin, &url(argon, "/oauth2/token"), seconds, connections, None, true);
-    let plain_load = oha(oha_bin, &url(plain, "/oauth2/token"), seconds, connections, None, true);
+    let healthz = oha(
+        oha_bin,
+        &url(health, "/healthz"),
+        seconds,
+        connections,
+        None,
+        false,
+    );
+    let argon_load = oha(
+        oha_bin,
+        &url(argon, "/oauth2/token"),
+        seconds,
+        connections,
+        None,
+        true,
+    );
+    let plain_load = oha(
+        oha_bin,
+        &url(plain, "/oauth2/token"),
+        seconds,
+        connections,
+        None,
+        true,
+    );
     let half_rate = argon_load.rps / 2.0;
-    let half = oha(oha_bin, &url(argon, "/oauth2/token"), seconds, connections, Some(half_rate), true);
+    let half = oha(
+        oha_bin,
+        &url(argon, "/oauth2/token"),
+        seconds,
+        connections,
+        Some(half_rate),
+        true,
+    );
     let raw = raw_es256(2, 3);
     shutdown.cancel();
     for load in [healthz, argon_load, plain_load, half] {
-        assert!(load.ok > 0.99, "requests failed during the benchmark: {load:?}");
+        assert!(
+            load.ok > 0.99,
+            "requests failed during the benchmark: {load:?}"
+        );
     }
 
     let date = Timestamp::now().strftime("%Y-%m-%d").to_string();
     let machine = machine();
-    let row = |name: &str, l: Load| format!("| {name} | {:.0} | {:.3} | {:.3} |", l.rps, l.p50_ms, l.p99_ms);
+    let row = |name: &str, l: Load| {
+        format!(
+            "| {name} | {:.0} | {:.3} | {:.3} |",
+            l.rps, l.p50_ms, l.p99_ms
+        )
+    };
     let table = [
         format!("### Token endpoint, {apps} apps in the index\n"),
         format!("{date}, {machine}. Command: `hack/bench.sh token --apps {apps}` (oha, {connections} connections, {seconds} s per run, load generator on the same machine).\n"),
@@ -274,8 +363,12 @@ fn token_scenario(apps: u64, seconds: u64, connections: u64, write: &PathBuf, oh
 
 fn main() {
     match Cli::parse().scenario {
-        Scenario::Token { apps, seconds, connections, write, oha } => {
-            token_scenario(apps, seconds, connections, &write, &oha)
-        }
+        Scenario::Token {
+            apps,
+            seconds,
+            connections,
+            write,
+            oha,
+        } => token_scenario(apps, seconds, connections, &write, &oha),
     }
 }

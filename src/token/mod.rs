@@ -14,7 +14,9 @@ pub mod signing;
 pub mod throttle;
 pub mod verify;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use axum_server::tls_rustls::RustlsConfig;
 
 use axum::{Router, error_handling::HandleErrorLayer, http::StatusCode, response::IntoResponse};
 use tokio_util::sync::CancellationToken;
@@ -60,25 +62,92 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot load the TLS certificate {cert} and key {key}: {source}")]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        source: std::io::Error,
+    },
     #[error("token server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
 
-/// Serves until `shutdown`, then finishes in-flight requests.
+/// A certificate and key (PEM files) for the token listener.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// How often the files are checked for changes.
+    pub reload_every: Duration,
+}
+
+/// Serves until `shutdown`, then finishes in-flight requests. With `tls`, serves HTTPS and
+/// reloads the certificate and key when the files change (cert-manager renewals).
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
+    tls: Option<TlsFiles>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = tls else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        tracing::info!(%addr, "token endpoint listening (HTTP)");
+        return axum::serve(listener, make_service)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(ServeError::Serve);
+    };
+    let tls_error = |source| ServeError::Tls {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        source,
+    };
+    let config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    tracing::info!(%addr, "token endpoint listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
-    .map_err(ServeError::Serve)
+        .map_err(tls_error)?;
+    let handle = axum_server::Handle::new();
+    tokio::spawn(reload_tls(config.clone(), tls.clone(), shutdown.clone()));
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(None);
+        }
+    });
+    tracing::info!(%addr, "token endpoint listening (HTTPS)");
+    axum_server::bind_rustls(addr, config)
+        .handle(handle)
+        .serve(make_service)
+        .await
+        .map_err(ServeError::Serve)
+}
+
+fn modified(files: &TlsFiles) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let m = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(&files.cert)?, m(&files.key)?))
+}
+
+async fn reload_tls(config: RustlsConfig, files: TlsFiles, shutdown: CancellationToken) {
+    let mut seen = modified(&files);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(files.reload_every) => {}
+        }
+        let now = modified(&files);
+        if now.is_some() && now != seen {
+            match config.reload_from_pem_file(&files.cert, &files.key).await {
+                Ok(()) => {
+                    tracing::info!("reloaded the token endpoint's TLS certificate");
+                    seen = now;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reloading the TLS certificate failed; keeping the old one")
+                }
+            }
+        }
+    }
 }
