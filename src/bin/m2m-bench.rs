@@ -3,6 +3,9 @@
 //! threads, and the same server with a plain SHA-256 secret check; prints a table and writes it
 //! into docs/benchmarks.md. Run it through `hack/bench.sh token`.
 
+// A benchmark aborts on any setup failure; there is nothing to recover.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
