@@ -130,6 +130,7 @@ struct Load {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Share of responses with status 200.
     ok: f64,
 }
 
@@ -179,7 +180,15 @@ fn oha(
         rps: json["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
         p50_ms: ms("p50"),
         p99_ms: ms("p99"),
-        ok: json["summary"]["successRate"].as_f64().unwrap_or(0.0),
+        ok: {
+            let codes = json["statusCodeDistribution"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let total: f64 = codes.values().filter_map(Value::as_f64).sum();
+            let ok = codes.get("200").and_then(Value::as_f64).unwrap_or(0.0);
+            if total > 0.0 { ok / total } else { 0.0 }
+        },
     }
 }
 

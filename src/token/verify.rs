@@ -92,6 +92,16 @@ impl Verifier {
         record: &ClientRecord,
         now: Timestamp,
     ) -> Option<SecretKind> {
+        if self.mode == Mode::PlainSha256Baseline {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            return constant_time::verify_slices_are_equal(
+                hex.as_bytes(),
+                record.current.as_str().as_bytes(),
+            )
+            .ok()
+            .map(|()| SecretKind::Current);
+        }
         let tag = self.tag(client_id, secret);
         let proofs = self.proofs.lock().ok()?;
         let mut found = None;
@@ -224,6 +234,24 @@ mod tests {
         let later = Timestamp::from_second(10).unwrap();
         assert_eq!(v.remembered("m2m_1", "right", &rec, later), None);
         assert_eq!(v.verify("m2m_1", "right", &rec, later).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn the_benchmark_baseline_checks_a_plain_digest() {
+        let v = Verifier::plain_sha256_baseline();
+        let mut rec = record("unused");
+        let hex: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"right")
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        rec.current = serde_json::from_value(serde_json::Value::String(hex)).unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(
+            v.remembered("m2m_1", "right", &rec, now),
+            Some(SecretKind::Current)
+        );
+        assert_eq!(v.remembered("m2m_1", "wrong", &rec, now), None);
     }
 
     #[tokio::test]
