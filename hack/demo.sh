@@ -13,6 +13,8 @@ source hack/common.sh
 STATE=${M2M_CLUSTER_DIR:-$ROOT/.cluster}
 OPERATOR_PID=$STATE/operator.pid
 ADMIN_ADDR=127.0.0.1:18081
+TOKEN_ADDR=127.0.0.1:18080
+ISSUER=${M2M_ISSUER:-http://$TOKEN_ADDR}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -61,7 +63,9 @@ kubectl wait --for=condition=Established --timeout=60s crd/organizations.m2m.dev
 
 say "starting the operator (logs: $STATE/operator.log)"
 stop_operator >/dev/null
-M2M_ADMIN_ADDR=$ADMIN_ADDR M2M_LOG_FORMAT=text setsid "$BIN" run >"$STATE/operator.log" 2>&1 </dev/null &
+kubectl create namespace m2m-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+M2M_ADMIN_ADDR=$ADMIN_ADDR M2M_TOKEN_ADDR=$TOKEN_ADDR M2M_ISSUER=$ISSUER M2M_NAMESPACE=m2m-system \
+  M2M_LOG_FORMAT=text setsid "$BIN" run >"$STATE/operator.log" 2>&1 </dev/null &
 echo $! >"$OPERATOR_PID"
 for _ in $(seq 1 60); do
   curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz" && break
@@ -72,10 +76,35 @@ curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz" || { echo "error: the operator
 
 say "applying examples/"
 kubectl apply --server-side --field-manager=m2m-operator-demo -f examples/
+kubectl wait --for=condition=Ready --timeout=60s -n tenant-acme m2mapp/flags-agent >/dev/null
+kubectl wait --for=condition=Ready --timeout=60s -n platform m2mapp/billing-sync >/dev/null
 kubectl get org,m2m -A
+
+decode() { # JWT part -> JSON
+  local part=$1
+  part=$(printf '%s' "$part" | tr '_-' '/+')
+  while [ $(( ${#part} % 4 )) -ne 0 ]; do part="$part="; done
+  printf '%s' "$part" | base64 -d
+}
+show_token() { # namespace app
+  local id secret response token
+  id=$(kubectl get secret -n "$1" "$2-credentials" -o jsonpath='{.data.client_id}' | base64 -d)
+  secret=$(kubectl get secret -n "$1" "$2-credentials" -o jsonpath='{.data.client_secret}' | base64 -d)
+  response=$(curl -s -u "$id:$secret" -d grant_type=client_credentials "http://$TOKEN_ADDR/oauth2/token")
+  token=$(printf '%s' "$response" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+  [ -n "$token" ] || { echo "error: no token for $1/$2: $response" >&2; exit 1; }
+  echo "header:  $(decode "${token%%.*}")"
+  local rest=${token#*.}
+  echo "payload: $(decode "${rest%%.*}")"
+}
+say "a token for the org-scoped app tenant-acme/flags-agent (curl with the Secret's credentials)"
+show_token tenant-acme flags-agent
+say "a token for the global app platform/billing-sync (no org_code)"
+show_token platform billing-sync
 
 say "done"
 cat <<MSG
-The operator runs in the background (pid $(cat "$OPERATOR_PID"), admin at http://$ADMIN_ADDR).
+The operator runs in the background (pid $(cat "$OPERATOR_PID")): tokens at http://$TOKEN_ADDR/oauth2/token,
+JWKS at http://$TOKEN_ADDR/.well-known/jwks.json, health and metrics at http://$ADMIN_ADDR.
   stop everything:   hack/demo.sh stop
 MSG
