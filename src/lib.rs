@@ -12,6 +12,7 @@ pub mod crd;
 pub mod credentials;
 pub mod leader;
 pub mod metrics;
+pub mod rotation;
 pub mod telemetry;
 pub mod tenancy;
 #[doc(hidden)]

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use k8s_openapi::{
     api::core::v1::{Namespace, Secret},
-    jiff::{SignedDuration, Timestamp},
+    jiff::Timestamp,
 };
 use kube::{
     Api, Resource, ResourceExt,
@@ -33,12 +33,13 @@ use crate::{
         generate::{self, ClientSecret},
         hash::{self, PhcHash},
         record::{
-            ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE, AppKey, ClientRecord, Previous,
+            ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE, AppKey, ClientRecord, Pending, Previous,
             SecretKind, record_name,
         },
         secret::{self as tenant_secret, SecretContent},
     },
     metrics::EventLabels,
+    rotation,
     tenancy::{self, Grant},
 };
 
@@ -182,17 +183,54 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
                 record_secret.as_ref().ok_or(Error::MissingObjectKey)?,
                 secret.as_ref().ok_or(Error::MissingObjectKey)?,
             );
-            if *drop_pending || *drop_previous {
-                if *drop_pending {
-                    record.pending = None;
-                }
-                if *drop_previous {
-                    record.previous = None;
-                }
-                writer.write_record(&record, Some(record_secret)).await?;
+            let mut changed = *drop_pending || *drop_previous;
+            if *drop_pending {
+                record.pending = None;
             }
-            writer.sync_secret(secret, &record, grant).await?;
-            Some(record)
+            if *drop_previous {
+                record.previous = None;
+            }
+            let annotations = app.annotations();
+            let decision = rotation::decide(
+                &record,
+                annotations.get(ANNOTATION_ROTATE).map(String::as_str),
+                annotations
+                    .get(ANNOTATION_REVOKE_PREVIOUS)
+                    .map(String::as_str),
+                rotation_every(app),
+                now,
+            );
+            if let Some(value) = decision.revoke_previous {
+                let had_previous = record.previous.take().is_some();
+                record.handled_revoke_request = Some(value);
+                changed = true;
+                if had_previous {
+                    publish(
+                        ctx,
+                        app,
+                        EventType::Warning,
+                        "PreviousSecretRevoked",
+                        "RevokePrevious",
+                        "the previous client secret was revoked before its grace period ended"
+                            .to_owned(),
+                    )
+                    .await;
+                }
+            }
+            match decision.rotate {
+                Some(cause) => Some(
+                    writer
+                        .rotate(record, record_secret, secret, grant, cause)
+                        .await?,
+                ),
+                None => {
+                    if changed {
+                        writer.write_record(&record, Some(record_secret)).await?;
+                    }
+                    writer.sync_secret(secret, &record, grant).await?;
+                    Some(record)
+                }
+            }
         }
     };
 
@@ -204,6 +242,7 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         block,
         record: record_after.as_ref(),
         conflict,
+        every: rotation_every(app),
         now,
     });
     let old_reason = app
@@ -246,12 +285,16 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
-    // Wake up when the previous secret's grace period ends, to drop its hash.
-    let wake = record_after
-        .as_ref()
-        .and_then(|r| r.previous.as_ref())
-        .and_then(|p| p.expires_at.duration_since(now).try_into().ok())
-        .map_or(ctx.config.resync, |d: std::time::Duration| {
+    // Wake up when the previous secret's grace period ends (to drop its hash) or the next
+    // scheduled rotation is due.
+    let wake_at = record_after.as_ref().and_then(|r| {
+        let grace_end = r.previous.as_ref().map(|p| p.expires_at);
+        let next = rotation::next_rotation(r, rotation_every(app));
+        grace_end.into_iter().chain(next).min()
+    });
+    let wake = wake_at
+        .and_then(|t| std::time::Duration::try_from(t.duration_since(now)).ok())
+        .map_or(ctx.config.resync, |d| {
             d.min(ctx.config.resync) + std::time::Duration::from_millis(100)
         });
     Ok(Action::requeue(wake))
@@ -465,8 +508,8 @@ impl Writer<'_> {
         Ok(record)
     }
 
-    /// The Secret already holds the pending secret: make it current, keep the old one for the
-    /// grace period.
+    /// The Secret already holds the pending secret (a rotation was interrupted after writing
+    /// it): make it current, keep the old one for the grace period.
     async fn finish_rotation(
         &self,
         record: ClientRecord,
@@ -474,16 +517,23 @@ impl Writer<'_> {
         secret: &Secret,
         grant: &Grant,
     ) -> Result<ClientRecord, Error> {
+        let record = self.promote_pending(record);
+        self.write_record(&record, Some(record_secret)).await?;
+        self.sync_secret(secret, &record, grant).await?;
+        Ok(record)
+    }
+
+    /// The record after its pending secret became current.
+    fn promote_pending(&self, record: ClientRecord) -> ClientRecord {
         let Some(pending) = record.pending.clone() else {
-            return Ok(record);
+            return record;
         };
-        let grace = grace_period(self.app);
-        let record = ClientRecord {
-            previous: Some(Previous {
+        let expires_at = rotation::previous_expires_at(self.now, grace_period(self.app));
+        ClientRecord {
+            previous: expires_at.map(|expires_at| Previous {
                 hash: record.current.clone(),
-                expires_at: self.now.saturating_add(grace).unwrap_or(self.now),
-            })
-            .filter(|_| !grace.is_zero()),
+                expires_at,
+            }),
             current: pending.hash,
             pending: None,
             revision: record.revision + 1,
@@ -492,9 +542,71 @@ impl Writer<'_> {
                 .rotate_request
                 .or(record.handled_rotate_request.clone()),
             ..record
+        }
+    }
+
+    /// Rotates the secret, crash-safe: (1) the new secret's hash goes into the record as
+    /// pending (accepted from now on, the current one still accepted), (2) the Secret gets the
+    /// new secret and revision, (3) the record makes it current and keeps the old one as
+    /// previous until the grace period ends. Dying after (1) leaves the old secret in place and
+    /// the request unhandled, so the next reconcile starts over; dying after (2) is finished by
+    /// the next reconcile ([`CredentialStep::FinishRotation`]). No secret a workload may hold is
+    /// ever refused before its grace period ends.
+    async fn rotate(
+        &self,
+        mut record: ClientRecord,
+        record_secret: &Secret,
+        secret: &Secret,
+        grant: &Grant,
+        cause: rotation::Cause,
+    ) -> Result<ClientRecord, Error> {
+        let new_secret = generate::client_secret()?;
+        let hash = self.hash(&new_secret).await?;
+        record.pending = Some(Pending {
+            hash,
+            rotate_request: match &cause {
+                rotation::Cause::Requested(value) => Some(value.clone()),
+                rotation::Cause::Scheduled => None,
+            },
+            started_at: self.now,
+        });
+        let written = self.write_record(&record, Some(record_secret)).await?;
+        let next = ClientRecord {
+            revision: record.revision + 1,
+            ..record.clone()
         };
-        self.write_record(&record, Some(record_secret)).await?;
-        self.sync_secret(secret, &record, grant).await?;
+        self.write_secret(Some(secret), &new_secret, &next, grant)
+            .await?;
+        let record = self.promote_pending(record);
+        self.write_record(&record, Some(&written)).await?;
+        self.ctx
+            .metrics
+            .credentials
+            .get_or_create(&EventLabels { action: "rotated" })
+            .inc();
+        let why = match cause {
+            rotation::Cause::Requested(value) => format!("m2m.dev/rotate={value:?}"),
+            rotation::Cause::Scheduled => "spec.rotation.every".to_owned(),
+        };
+        let until = record
+            .previous
+            .as_ref()
+            .map_or("is revoked now".to_owned(), |p| {
+                format!("works until {}", p.expires_at)
+            });
+        publish(
+            self.ctx,
+            self.app,
+            EventType::Normal,
+            "SecretRotated",
+            "RotateSecret",
+            format!(
+                "rotated the client secret in Secret {:?} to revision {} ({why}); the previous secret {until}",
+                self.app.secret_name(),
+                record.revision
+            ),
+        )
+        .await;
         Ok(record)
     }
 
@@ -523,7 +635,7 @@ impl Writer<'_> {
         &self,
         record: &ClientRecord,
         existing: Option<&Secret>,
-    ) -> Result<(), Error> {
+    ) -> Result<Secret, Error> {
         let mut desired = record
             .to_secret(&self.ctx.config.operator_namespace)
             .map_err(Error::SerializeRecord)?;
@@ -533,13 +645,10 @@ impl Writer<'_> {
             ..PostParams::default()
         };
         let result = match existing {
-            None => self.records.create(&params, &desired).await.map(|_| ()),
+            None => self.records.create(&params, &desired).await,
             Some(existing) => {
                 desired.metadata.resource_version = existing.metadata.resource_version.clone();
-                self.records
-                    .replace(&name, &params, &desired)
-                    .await
-                    .map(|_| ())
+                self.records.replace(&name, &params, &desired).await
             }
         };
         result.map_err(|source| Error::WriteRecord { name, source })
@@ -625,8 +734,14 @@ impl Writer<'_> {
     }
 }
 
+/// `spec.rotation.every`, if set (validated by the API server).
+pub fn rotation_every(app: &M2MApp) -> Option<std::time::Duration> {
+    let every = app.spec.rotation.as_ref()?.every.as_deref()?;
+    crate::api::duration::parse(every).ok()
+}
+
 /// `spec.rotation.gracePeriod` (validated by the API server; default 1h).
-pub fn grace_period(app: &M2MApp) -> SignedDuration {
+pub fn grace_period(app: &M2MApp) -> std::time::Duration {
     let text = app
         .spec
         .rotation
@@ -634,10 +749,7 @@ pub fn grace_period(app: &M2MApp) -> SignedDuration {
         .map_or(crate::api::keys::DEFAULT_GRACE_PERIOD, |r| {
             r.grace_period.as_str()
         });
-    crate::api::duration::parse(text)
-        .ok()
-        .and_then(|d| SignedDuration::try_from(d).ok())
-        .unwrap_or(SignedDuration::from_hours(1))
+    crate::api::duration::parse(text).unwrap_or(std::time::Duration::from_secs(3600))
 }
 
 async fn publish(

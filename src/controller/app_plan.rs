@@ -109,6 +109,8 @@ pub struct StatusInputs<'a> {
     /// The record after this reconcile's writes.
     pub record: Option<&'a ClientRecord>,
     pub conflict: bool,
+    /// `spec.rotation.every`, parsed.
+    pub every: Option<std::time::Duration>,
     pub now: Timestamp,
 }
 
@@ -156,7 +158,6 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     );
     let issued = inputs.record.filter(|_| !inputs.conflict);
     let grant = inputs.grant.as_ref().ok();
-    let previous_rotation = app.status.as_ref().and_then(|s| s.rotation.as_ref());
     M2MAppStatus {
         client_id: issued.map(|r| r.client_id.clone()),
         secret_name: issued.map(|_| secret_name.clone()),
@@ -165,7 +166,7 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
         rotation: issued.map(|r| RotationStatus {
             revision: r.revision,
             last_rotation_time: Some(Time(r.last_rotation_time)),
-            next_rotation_time: previous_rotation.and_then(|p| p.next_rotation_time.clone()),
+            next_rotation_time: crate::rotation::next_rotation(r, inputs.every).map(Time),
             previous_secret_expires_at: r
                 .previous
                 .as_ref()
@@ -354,6 +355,7 @@ mod tests {
             block,
             record,
             conflict,
+            every: None,
             now: t(50),
         };
 
@@ -418,6 +420,7 @@ mod tests {
                 block: None,
                 record: Some(&rec),
                 conflict: false,
+                every: None,
                 now,
             })
         };
