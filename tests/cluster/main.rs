@@ -10,4 +10,5 @@ mod crds;
 mod fixtures;
 mod http;
 mod operator;
+mod rotation;
 mod tokens;
