@@ -156,14 +156,22 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
                 .await?,
         ),
         (CredentialStep::RecoverRecord, Ok(grant)) => {
-            let secret = secret.as_ref().ok_or(Error::MissingObjectKey)?;
+            let secret = secret.as_ref().ok_or(Error::Inconsistent(
+                "the plan expected an object that is not there",
+            ))?;
             Some(writer.recover_record(secret, grant).await?)
         }
         (CredentialStep::FinishRotation, Ok(grant)) => {
             let (record, record_secret, secret) = (
-                record.ok_or(Error::MissingObjectKey)?,
-                record_secret.as_ref().ok_or(Error::MissingObjectKey)?,
-                secret.as_ref().ok_or(Error::MissingObjectKey)?,
+                record.ok_or(Error::Inconsistent(
+                    "the plan expected an object that is not there",
+                ))?,
+                record_secret.as_ref().ok_or(Error::Inconsistent(
+                    "the plan expected an object that is not there",
+                ))?,
+                secret.as_ref().ok_or(Error::Inconsistent(
+                    "the plan expected an object that is not there",
+                ))?,
             );
             Some(
                 writer
@@ -179,9 +187,15 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
             Ok(grant),
         ) => {
             let (mut record, record_secret, secret) = (
-                record.ok_or(Error::MissingObjectKey)?,
-                record_secret.as_ref().ok_or(Error::MissingObjectKey)?,
-                secret.as_ref().ok_or(Error::MissingObjectKey)?,
+                record.ok_or(Error::Inconsistent(
+                    "the plan expected an object that is not there",
+                ))?,
+                record_secret.as_ref().ok_or(Error::Inconsistent(
+                    "the plan expected an object that is not there",
+                ))?,
+                secret.as_ref().ok_or(Error::Inconsistent(
+                    "the plan expected an object that is not there",
+                ))?,
             );
             let mut changed = *drop_pending || *drop_previous;
             if *drop_pending {
@@ -364,7 +378,7 @@ async fn classify(
         .hashing
         .acquire()
         .await
-        .map_err(|_| Error::MissingObjectKey)?;
+        .map_err(|_| Error::Inconsistent("the hashing pool is closed"))?;
     let checks = candidates.clone();
     let matched = tokio::task::spawn_blocking(move || {
         checks
@@ -406,7 +420,7 @@ impl Writer<'_> {
             .hashing
             .acquire()
             .await
-            .map_err(|_| Error::MissingObjectKey)?;
+            .map_err(|_| Error::Inconsistent("the hashing pool is closed"))?;
         let secret = secret.clone();
         tokio::task::spawn_blocking(move || hash::hash(&secret))
             .await
@@ -478,7 +492,9 @@ impl Writer<'_> {
 
     /// Rebuilds a lost record from the intact Secret.
     async fn recover_record(&self, secret: &Secret, grant: &Grant) -> Result<ClientRecord, Error> {
-        let plain = tenant_secret::client_secret_of(secret).ok_or(Error::MissingObjectKey)?;
+        let plain = tenant_secret::client_secret_of(secret).ok_or(Error::Inconsistent(
+            "the plan expected an object that is not there",
+        ))?;
         let current = self.hash(&plain).await?;
         let revision = secret
             .annotations()
@@ -710,7 +726,9 @@ impl Writer<'_> {
         record: &ClientRecord,
         grant: &Grant,
     ) -> Result<(), Error> {
-        let secret = tenant_secret::client_secret_of(existing).ok_or(Error::MissingObjectKey)?;
+        let secret = tenant_secret::client_secret_of(existing).ok_or(Error::Inconsistent(
+            "the plan expected an object that is not there",
+        ))?;
         let desired = tenant_secret::render(self.app, &secret, &self.content(record, grant))
             .ok_or(Error::MissingObjectKey)?;
         if tenant_secret::in_sync(existing, &desired) {

@@ -64,6 +64,10 @@ pub enum Error {
 
     #[error("a blocking hashing task failed: {0}")]
     Blocking(#[source] tokio::task::JoinError),
+
+    /// What was read changed under the reconcile (it retries with fresh reads).
+    #[error("inconsistent state: {0}")]
+    Inconsistent(&'static str),
 }
 
 impl Error {
@@ -84,6 +88,7 @@ impl Error {
             }
             Error::SerializeRecord(_) => "serialize",
             Error::Random(_) | Error::Hash(_) | Error::Blocking(_) => "crypto",
+            Error::Inconsistent(_) => "inconsistent",
         }
     }
 
