@@ -81,7 +81,12 @@ pub struct SigningKey {
     pub alg: Algorithm,
     pub kid: String,
     pub jwk: Jwk,
+    /// The base64url header of access tokens.
+    access_header: String,
 }
+
+/// `typ` of RFC 9068 access tokens.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,13 +203,16 @@ impl SigningKey {
         };
         let kid = thumbprint(&jwk);
         jwk.kid = kid.clone();
-        Ok(Self {
+        let mut key = Self {
             pair,
             rng: SystemRandom::new(),
             alg,
             kid,
             jwk,
-        })
+            access_header: String::new(),
+        };
+        key.access_header = key.header(ACCESS_TOKEN_TYP)?;
+        Ok(key)
     }
 
     /// Signs `header.payload` (already base64url-encoded and joined) and returns the JWT.
@@ -234,12 +242,23 @@ impl SigningKey {
         Ok(jwt)
     }
 
-    /// A JWT with header `{"alg", "typ", "kid"}` and `claims`.
-    pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, KeyError> {
+    /// The base64url header `{"alg", "typ", "kid"}`.
+    fn header(&self, typ: &str) -> Result<String, KeyError> {
         let header = serde_json::json!({"alg": self.alg.as_str(), "typ": typ, "kid": self.kid});
-        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
+        Ok(b64(
+            &serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?
+        ))
+    }
+
+    /// A JWT with header `{"alg", "typ", "kid"}` and `claims`. The access-token header is
+    /// encoded once per key, not per token.
+    pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, KeyError> {
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
-        let mut input = b64(&header);
+        let mut input = if typ == ACCESS_TOKEN_TYP {
+            self.access_header.clone()
+        } else {
+            self.header(typ)?
+        };
         input.push('.');
         input.push_str(&b64(&payload));
         self.sign_input(input)

@@ -57,6 +57,8 @@ pub struct TokenService {
     pub client_throttle: Mutex<Throttle>,
     /// Failures per source address.
     pub source_throttle: Mutex<Throttle>,
+    /// Parsed client records.
+    pub parsed: index::ParsedRecords,
     pub metrics: TokenMetrics,
 }
 
@@ -82,6 +84,7 @@ impl TokenService {
                 MAX_THROTTLED_KEYS,
             )),
             metrics: TokenMetrics::register(registry),
+            parsed: index::ParsedRecords::default(),
             keys: RwLock::default(),
             cache,
             config,
@@ -158,8 +161,12 @@ async fn authenticate(
     let now = Timestamp::now();
     let instant = Instant::now();
     let source_key = source.to_string();
-    let Some(client) = index::lookup(&svc.cache, &svc.config.operator_namespace, &creds.client_id)
-    else {
+    let Some(client) = index::lookup(
+        &svc.cache,
+        &svc.parsed,
+        &svc.config.operator_namespace,
+        &creds.client_id,
+    ) else {
         // Unknown clients are refused without argon2 work.
         if let Ok(mut t) = svc.source_throttle.lock() {
             t.fail(&source_key, instant);
@@ -359,6 +366,7 @@ async fn introspect_inner(
     }
     let Some(subject) = index::lookup(
         &svc.cache,
+        &svc.parsed,
         &svc.config.operator_namespace,
         &claims.client_id,
     ) else {
