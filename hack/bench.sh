@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests). Installs the load generator (oha, from crates.io) into the cache on
-# first use, builds the release benchmark binary and runs a scenario; results are printed and
+# Benchmarks (not tests). Installs the load generators (oha from crates.io into the cache, wrk
+# from Debian's packages) on first use, builds the release benchmark binary and runs a scenario; results are printed and
 # written into docs/benchmarks.md.
 #
 #   hack/bench.sh token [--apps N] [--seconds S] [--connections C]
@@ -16,5 +16,14 @@ if [ ! -x "$TOOLS/bin/oha" ]; then
   cargo install --quiet --locked --root "$TOOLS" --version "$OHA_VERSION" oha
 fi
 export M2M_OHA=$TOOLS/bin/oha
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[bench] installing wrk (load generator) from Debian's packages" >&2
+    apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+  else
+    echo "[bench] wrk not found: peak runs use oha instead (install wrk for the documented figures)" >&2
+    export M2M_WRK=
+  fi
+fi
 cargo build --quiet --release --features bench --bin m2m-bench
 exec "$CARGO_TARGET_DIR/release/m2m-bench" "$@"

@@ -57,10 +57,72 @@ enum Scenario {
         /// Markdown file to write the table into (between this scenario's markers).
         #[arg(long, default_value = "docs/benchmarks.md")]
         write: PathBuf,
-        /// The oha binary.
+        /// The oha binary (rate-limited runs: latency at half of peak).
         #[arg(long, env = "M2M_OHA", default_value = "oha")]
         oha: String,
+        /// The wrk binary (peak throughput runs; lighter than oha, so the server keeps more of
+        /// the shared cores). Empty: use oha for everything.
+        #[arg(long, env = "M2M_WRK", default_value = "wrk")]
+        wrk: String,
     },
+}
+
+/// wrk script: POST a token request and print the result as one JSON line.
+const WRK_SCRIPT: &str = r#"
+wrk.method = os.getenv("M2M_METHOD")
+if wrk.method == "POST" then
+  wrk.body = "grant_type=client_credentials"
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["Authorization"] = os.getenv("M2M_AUTH")
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"bad_status":%d,"errors":%d}
+',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"#;
+
+/// A peak-throughput run with wrk (one thread).
+fn wrk(bin: &str, url: &str, seconds: u64, connections: u64, token_request: bool) -> Load {
+    let script = std::env::temp_dir().join(format!("m2m-bench-{}.lua", std::process::id()));
+    std::fs::write(&script, WRK_SCRIPT).expect("write wrk script");
+    let auth = STANDARD.encode(format!("{}:{SECRET}", client_id(&testing::uid(0))));
+    let out = Command::new(bin)
+        .args([
+            "-t1",
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "-s",
+        ])
+        .arg(&script)
+        .arg(url)
+        .env("M2M_METHOD", if token_request { "POST" } else { "GET" })
+        .env("M2M_AUTH", format!("Basic {auth}"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} (install it with hack/bench.sh): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    let json: Value = serde_json::from_str(line).unwrap_or_default();
+    let requests = json["requests"].as_f64().unwrap_or(0.0);
+    let bad = json["bad_status"].as_f64().unwrap_or(0.0) + json["errors"].as_f64().unwrap_or(0.0);
+    Load {
+        rps: requests / (json["duration_us"].as_f64().unwrap_or(1.0) / 1e6),
+        p50_ms: json["p50_us"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        p99_ms: json["p99_us"].as_f64().unwrap_or(f64::NAN) / 1000.0,
+        ok: if requests > 0.0 {
+            (requests - bad) / requests
+        } else {
+            0.0
+        },
+    }
 }
 
 const SECRET: &str = "m2msec_benchmark-secret-0000000000000000000000";
@@ -263,7 +325,14 @@ fn hex_sha256(s: &str) -> String {
         .collect()
 }
 
-fn token_scenario(apps: u64, seconds: u64, connections: u64, write: &PathBuf, oha_bin: &str) {
+fn token_scenario(
+    apps: u64,
+    seconds: u64,
+    connections: u64,
+    write: &PathBuf,
+    oha_bin: &str,
+    wrk_bin: &str,
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -353,7 +422,10 @@ fn token_scenario(apps: u64, seconds: u64, connections: u64, write: &PathBuf, oh
     };
     let table = [
         format!("### Token endpoint, {apps} apps in the index\n"),
-        format!("{date}, {machine}. Command: `hack/bench.sh token --apps {apps}` (oha, {connections} connections, {seconds} s per run, load generator on the same machine).\n"),
+        format!(
+            "{date}, {machine}. Command: `hack/bench.sh token --apps {apps}`: peak runs with {}, the half-of-peak run with oha (rate-limited), {connections} connections, {seconds} s per run, the load generator on the same two cores.\n",
+            if wrk_bin.is_empty() { "oha" } else { "wrk (one thread)" }
+        ),
         "| measurement | requests/s | p50 ms | p99 ms |".into(),
         "|---|---:|---:|---:|".into(),
         row("`/healthz` of the same binary", healthz),
@@ -381,6 +453,7 @@ fn main() {
             connections,
             write,
             oha,
-        } => token_scenario(apps, seconds, connections, &write, &oha),
+            wrk,
+        } => token_scenario(apps, seconds, connections, &write, &oha, &wrk),
     }
 }
