@@ -370,30 +370,16 @@ fn token_scenario(
     // Warm-up: the first request per client pays argon2id once.
     let first = oha(oha_bin, &url(argon, "/oauth2/token"), 1, 1, None, true);
     assert!(first.ok > 0.99, "warm-up requests failed: {first:?}");
-    let healthz = oha(
-        oha_bin,
-        &url(health, "/healthz"),
-        seconds,
-        connections,
-        None,
-        false,
-    );
-    let argon_load = oha(
-        oha_bin,
-        &url(argon, "/oauth2/token"),
-        seconds,
-        connections,
-        None,
-        true,
-    );
-    let plain_load = oha(
-        oha_bin,
-        &url(plain, "/oauth2/token"),
-        seconds,
-        connections,
-        None,
-        true,
-    );
+    let peak = |u: String, token_request: bool| {
+        if wrk_bin.is_empty() {
+            oha(oha_bin, &u, seconds, connections, None, token_request)
+        } else {
+            wrk(wrk_bin, &u, seconds, connections, token_request)
+        }
+    };
+    let healthz = peak(url(health, "/healthz"), false);
+    let argon_load = peak(url(argon, "/oauth2/token"), true);
+    let plain_load = peak(url(plain, "/oauth2/token"), true);
     let half_rate = argon_load.rps / 2.0;
     let half = oha(
         oha_bin,
