@@ -156,23 +156,11 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
                 .await?,
         ),
         (CredentialStep::RecoverRecord, Ok(grant)) => {
-            let secret = secret.as_ref().ok_or(Error::Inconsistent(
-                "the plan expected an object that is not there",
-            ))?;
+            let secret = secret.as_ref().ok_or(Error::Inconsistent(MISSING))?;
             Some(writer.recover_record(secret, grant).await?)
         }
         (CredentialStep::FinishRotation, Ok(grant)) => {
-            let (record, record_secret, secret) = (
-                record.ok_or(Error::Inconsistent(
-                    "the plan expected an object that is not there",
-                ))?,
-                record_secret.as_ref().ok_or(Error::Inconsistent(
-                    "the plan expected an object that is not there",
-                ))?,
-                secret.as_ref().ok_or(Error::Inconsistent(
-                    "the plan expected an object that is not there",
-                ))?,
-            );
+            let (record, record_secret, secret) = existing(record, &record_secret, &secret)?;
             Some(
                 writer
                     .finish_rotation(record, record_secret, secret, grant)
@@ -186,17 +174,7 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
             },
             Ok(grant),
         ) => {
-            let (mut record, record_secret, secret) = (
-                record.ok_or(Error::Inconsistent(
-                    "the plan expected an object that is not there",
-                ))?,
-                record_secret.as_ref().ok_or(Error::Inconsistent(
-                    "the plan expected an object that is not there",
-                ))?,
-                secret.as_ref().ok_or(Error::Inconsistent(
-                    "the plan expected an object that is not there",
-                ))?,
-            );
+            let (mut record, record_secret, secret) = existing(record, &record_secret, &secret)?;
             let mut changed = *drop_pending || *drop_previous;
             if *drop_pending {
                 record.pending = None;
@@ -312,6 +290,21 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
             d.min(ctx.config.resync) + std::time::Duration::from_millis(100)
         });
     Ok(Action::requeue(wake))
+}
+
+const MISSING: &str = "the plan expected an object that is not there";
+
+/// The record, its Secret and the app's Secret, which the plan found present.
+fn existing<'a>(
+    record: Option<ClientRecord>,
+    record_secret: &'a Option<Secret>,
+    secret: &'a Option<Secret>,
+) -> Result<(ClientRecord, &'a Secret, &'a Secret), Error> {
+    Ok((
+        record.ok_or(Error::Inconsistent(MISSING))?,
+        record_secret.as_ref().ok_or(Error::Inconsistent(MISSING))?,
+        secret.as_ref().ok_or(Error::Inconsistent(MISSING))?,
+    ))
 }
 
 /// Decides which recorded hash (if any) the Secret's `client_secret` matches, verifying with
@@ -492,9 +485,7 @@ impl Writer<'_> {
 
     /// Rebuilds a lost record from the intact Secret.
     async fn recover_record(&self, secret: &Secret, grant: &Grant) -> Result<ClientRecord, Error> {
-        let plain = tenant_secret::client_secret_of(secret).ok_or(Error::Inconsistent(
-            "the plan expected an object that is not there",
-        ))?;
+        let plain = tenant_secret::client_secret_of(secret).ok_or(Error::Inconsistent(MISSING))?;
         let current = self.hash(&plain).await?;
         let revision = secret
             .annotations()
@@ -726,9 +717,8 @@ impl Writer<'_> {
         record: &ClientRecord,
         grant: &Grant,
     ) -> Result<(), Error> {
-        let secret = tenant_secret::client_secret_of(existing).ok_or(Error::Inconsistent(
-            "the plan expected an object that is not there",
-        ))?;
+        let secret =
+            tenant_secret::client_secret_of(existing).ok_or(Error::Inconsistent(MISSING))?;
         let desired = tenant_secret::render(self.app, &secret, &self.content(record, grant))
             .ok_or(Error::MissingObjectKey)?;
         if tenant_secret::in_sync(existing, &desired) {
