@@ -97,6 +97,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         },
         &mut registry,
     ));
+    tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
     let latest_keys = signing::watch_keys(
         client.clone(),
         &config.namespace,

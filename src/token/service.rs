@@ -98,6 +98,33 @@ impl TokenService {
         self
     }
 
+    /// Forgets the secret proofs of clients whose record is gone (every 10 minutes, until
+    /// `shutdown`), so deleted apps leave nothing behind in memory.
+    pub async fn prune_proofs(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let cache = &self.cache;
+            let namespace = &self.config.operator_namespace;
+            self.verifier.retain(|client_id| {
+                index::uid_of(client_id).is_some_and(|uid| {
+                    cache
+                        .records
+                        .get(
+                            &kube::runtime::reflector::ObjectRef::new(
+                                &crate::credentials::record::record_name(&uid),
+                            )
+                            .within(namespace),
+                        )
+                        .is_some()
+                })
+            });
+        }
+    }
+
     /// Replaces the key ring (on every change of the key Secret).
     pub fn set_keys(&self, ring: KeyRing) {
         if let Ok(mut keys) = self.keys.write() {

@@ -255,6 +255,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retain_forgets_the_proofs_of_removed_clients() {
+        let v = Verifier::new(1, 4);
+        let rec = record("right");
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(v.verify("m2m_1", "right", &rec, now).await, Ok(Some(SecretKind::Current)));
+        v.retain(|id| id != "m2m_1");
+        assert_eq!(v.remembered("m2m_1", "right", &rec, now), None);
+    }
+
+    #[tokio::test]
     async fn a_full_queue_is_busy() {
         let v = Verifier::new(1, 0);
         let rec = record("right");
