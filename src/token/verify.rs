@@ -259,7 +259,10 @@ mod tests {
         let v = Verifier::new(1, 4);
         let rec = record("right");
         let now = Timestamp::UNIX_EPOCH;
-        assert_eq!(v.verify("m2m_1", "right", &rec, now).await, Ok(Some(SecretKind::Current)));
+        assert_eq!(
+            v.verify("m2m_1", "right", &rec, now).await,
+            Ok(Some(SecretKind::Current))
+        );
         v.retain(|id| id != "m2m_1");
         assert_eq!(v.remembered("m2m_1", "right", &rec, now), None);
     }
