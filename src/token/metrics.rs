@@ -60,3 +60,20 @@ impl TokenMetrics {
         m
     }
 }
+
+impl TokenMetrics {
+    /// Counts one request of `endpoint` with its outcome and records its latency.
+    pub fn observe(
+        &self,
+        endpoint: &'static str,
+        outcome: &'static str,
+        started: std::time::Instant,
+    ) {
+        self.requests
+            .get_or_create(&OutcomeLabels { endpoint, outcome })
+            .inc();
+        self.duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}

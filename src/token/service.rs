@@ -23,7 +23,7 @@ use super::{
     index::{self, Client, Standing},
     jwt,
     keys::KeyRing,
-    metrics::{EndpointLabels, OutcomeLabels, TokenMetrics},
+    metrics::TokenMetrics,
     request::{self, ClientCredentials},
     throttle::Throttle,
     verify::{Busy, Verifier},
@@ -348,17 +348,7 @@ async fn token(
         previous_secret = audit.previous_secret,
         "token request"
     );
-    svc.metrics
-        .requests
-        .get_or_create(&OutcomeLabels {
-            endpoint: "token",
-            outcome,
-        })
-        .inc();
-    svc.metrics
-        .duration
-        .get_or_create(&EndpointLabels { endpoint: "token" })
-        .observe(started.elapsed().as_secs_f64());
+    svc.metrics.observe("token", outcome, started);
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -421,19 +411,7 @@ async fn introspect(
         Ok(_) => "inactive",
         Err(e) => e.code.as_str(),
     };
-    svc.metrics
-        .requests
-        .get_or_create(&OutcomeLabels {
-            endpoint: "introspect",
-            outcome,
-        })
-        .inc();
-    svc.metrics
-        .duration
-        .get_or_create(&EndpointLabels {
-            endpoint: "introspect",
-        })
-        .observe(started.elapsed().as_secs_f64());
+    svc.metrics.observe("introspect", outcome, started);
     match result {
         Ok(body) => {
             let mut response = (StatusCode::OK, Json(body)).into_response();

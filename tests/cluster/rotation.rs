@@ -37,6 +37,24 @@ async fn status_of(op: &Operator, id: &str, secret: &str) -> u16 {
     http::token(&op.url(), id, secret, &[]).await.0
 }
 
+/// Waits until a token request with `secret` gets HTTP `expected`.
+async fn wait_token_status(
+    op: &Operator,
+    id: &str,
+    secret: &str,
+    expected: u16,
+    what: &str,
+    seconds: u64,
+) {
+    wait_for(what, Duration::from_secs(seconds), || async {
+        match status_of(op, id, secret).await {
+            s if s == expected => Ok(()),
+            s => Err(s.to_string()),
+        }
+    })
+    .await;
+}
+
 async fn revision(client: &kube::Client, ns: &str, name: &str) -> i64 {
     get_app(client, ns, name)
         .await
@@ -75,17 +93,7 @@ async fn rotate_annotation_new_secret_at_once_old_until_grace_ends() {
         },
     )
     .await;
-    wait_for(
-        "the new secret to get tokens",
-        Duration::from_secs(10),
-        || async {
-            match status_of(&op, &id, &new).await {
-                200 => Ok(()),
-                s => Err(s.to_string()),
-            }
-        },
-    )
-    .await;
+    wait_token_status(&op, &id, &new, 200, "the new secret to get tokens", 10).await;
     let before = op.metrics().await;
     assert_eq!(
         status_of(&op, &id, &old).await,
@@ -138,15 +146,13 @@ async fn rotate_annotation_new_secret_at_once_old_until_grace_ends() {
     assert_eq!(secret_value(&client, &ns.name, "agent").await.1, new);
 
     // After the grace period the old secret is refused.
-    wait_for(
+    wait_token_status(
+        &op,
+        &id,
+        &old,
+        401,
         "the old secret to be refused after the grace period",
-        Duration::from_secs(20),
-        || async {
-            match status_of(&op, &id, &old).await {
-                401 => Ok(()),
-                s => Err(s.to_string()),
-            }
-        },
+        20,
     )
     .await;
     assert_eq!(status_of(&op, &id, &new).await, 200);
@@ -212,17 +218,7 @@ async fn revoke_previous_ends_the_grace_period_at_once() {
         "leak",
     )
     .await;
-    wait_for(
-        "the old secret to be refused",
-        Duration::from_secs(10),
-        || async {
-            match status_of(&op, &id, &old).await {
-                401 => Ok(()),
-                s => Err(s.to_string()),
-            }
-        },
-    )
-    .await;
+    wait_token_status(&op, &id, &old, 401, "the old secret to be refused", 10).await;
     assert_eq!(status_of(&op, &id, &new).await, 200);
     let app = get_app(&client, &ns.name, "agent").await;
     let rotation = app.status.unwrap().rotation.unwrap();
@@ -331,15 +327,13 @@ async fn rotations_survive_the_operator_being_killed_at_random_moments() {
         )
         .await;
         let (id, secret) = secret_value(&client, &ns.name, &apps[i]).await;
-        wait_for(
+        wait_token_status(
+            &op,
+            &id,
+            &secret,
+            200,
             "the Secret's secret to get a token",
-            Duration::from_secs(10),
-            || async {
-                match status_of(&op, &id, &secret).await {
-                    200 => Ok(()),
-                    s => Err(s.to_string()),
-                }
-            },
+            10,
         )
         .await;
         if seen[i].last() != Some(&secret) {
