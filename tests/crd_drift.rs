@@ -1,4 +1,4 @@
-//! `crds/*.yaml` must be exactly what `m2m-operator crd` generates from the Rust types.
+//! `charts/m2m-operator/crds/*.yaml` must be exactly what `m2m-operator crd` generates from the Rust types.
 
 use std::{path::Path, process::Command};
 
@@ -16,8 +16,8 @@ fn checked_in_crds_match_the_types() {
     );
     let generated = String::from_utf8(out.stdout).expect("utf-8 output");
 
-    let mut files: Vec<_> = std::fs::read_dir(root.join("crds"))
-        .expect("crds/ exists")
+    let mut files: Vec<_> = std::fs::read_dir(root.join("charts/m2m-operator/crds"))
+        .expect("charts/m2m-operator/crds/ exists")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
@@ -29,7 +29,7 @@ fn checked_in_crds_match_the_types() {
 
     assert!(
         generated == checked_in,
-        "crds/ is stale: regenerate with `cargo run -- crd --out-dir crds` and commit the result"
+        "charts/m2m-operator/crds/ is stale: regenerate with `cargo run -- crd --out-dir charts/m2m-operator/crds` and commit the result"
     );
 }
 

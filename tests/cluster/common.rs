@@ -38,7 +38,7 @@ pub async fn client() -> Client {
 
 static CRDS: OnceCell<()> = OnceCell::const_new();
 
-/// Installs `crds/*.yaml` with server-side apply (once per test run) and waits until Established.
+/// Installs `charts/m2m-operator/crds/*.yaml` with server-side apply (once per test run) and waits until Established.
 pub async fn install_crds(client: &Client) {
     CRDS.get_or_init(|| async {
         let api: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -63,10 +63,10 @@ pub async fn install_crds(client: &Client) {
     .await;
 }
 
-/// The CRDs as checked in under `crds/`.
+/// The CRDs as checked in under `charts/m2m-operator/crds/`.
 pub fn checked_in_crds() -> Vec<CustomResourceDefinition> {
-    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("crds"))
-        .expect("crds/ exists")
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("charts/m2m-operator/crds"))
+        .expect("charts/m2m-operator/crds/ exists")
         .map(|e| e.expect("dir entry").path())
         .collect();
     files.sort();
