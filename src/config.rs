@@ -141,6 +141,11 @@ pub struct RunConfig {
     /// Longest time a token request may take.
     #[arg(long, env = "M2M_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
+
+    /// After SIGTERM: how long the replica reports not ready but keeps serving tokens, so load
+    /// balancers stop sending before it stops accepting. In-flight requests are then finished.
+    #[arg(long, env = "M2M_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
+    pub shutdown_delay: Duration,
 }
 
 impl RunConfig {

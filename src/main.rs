@@ -68,12 +68,32 @@ fn print_crds(out_dir: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
+    // Two stages of shutdown: `terminating` (SIGTERM) stops the controllers, releases the Lease
+    // and turns readiness false; `shutdown`, `shutdown_delay` later, stops accepting token
+    // requests, finishes the ones in flight, and ends the watches and the admin server.
+    let terminating = CancellationToken::new();
     let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(shutdown.clone()));
-
     let readiness = admin::Readiness::default();
     let caches_ready = readiness.register("caches");
     let keys_ready = readiness.register("signing-keys");
+    let serving = readiness.register("not-terminating");
+    serving.set(true);
+    tokio::spawn({
+        let (terminating, shutdown, delay) =
+            (terminating.clone(), shutdown.clone(), config.shutdown_delay);
+        async move {
+            wait_for_signal().await;
+            serving.set(false);
+            terminating.cancel();
+            tracing::info!(
+                delay_secs = delay.as_secs_f64(),
+                "SIGTERM: not ready; serving tokens for the shutdown delay, then draining"
+            );
+            tokio::time::sleep(delay).await;
+            tracing::info!("shutdown delay over: no new token requests, finishing in-flight ones");
+            shutdown.cancel();
+        }
+    });
     let mut registry = Registry::with_prefix("m2m");
 
     let client = kube::Client::try_default().await?;
@@ -122,7 +142,10 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     ));
     tokio::select! {
         ready = cache.wait_until_ready() => ready?,
-        () = shutdown.cancelled() => return Ok(()),
+        () = terminating.cancelled() => {
+            shutdown.cancel();
+            return Ok(());
+        }
     }
     caches_ready.set(true);
     tracing::info!("caches synced");
@@ -185,9 +208,9 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             duration: config.lease_duration,
             renew_before: config.lease_renew_before,
         };
-        leader::run_while_leader(client, lease, shutdown.clone(), controllers).await?;
+        leader::run_while_leader(client, lease, terminating.clone(), controllers).await?;
     } else {
-        controllers(shutdown.clone()).await;
+        controllers(terminating.child_token()).await;
     }
     token_server.await??;
     admin.await??;
@@ -195,8 +218,8 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Cancels `token` on SIGTERM or Ctrl-C.
-async fn shutdown_on_signal(token: CancellationToken) {
+/// Returns on SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -206,7 +229,6 @@ async fn shutdown_on_signal(token: CancellationToken) {
                 Err(e) => {
                     tracing::error!(error = %e, "cannot listen for SIGTERM");
                     let _ = ctrl_c.await;
-                    token.cancel();
                     return;
                 }
             };
@@ -217,6 +239,4 @@ async fn shutdown_on_signal(token: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received");
-    token.cancel();
 }
