@@ -33,6 +33,8 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/progress.sh
+source "$ROOT/hack/progress.sh"
 
 need() {
   command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed ($2)"
@@ -48,24 +50,6 @@ check_build_prereqs() {
   if [ "${avail_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
     die "less than 6 GiB free under $CACHE (have $((avail_kb / 1024)) MiB); the cold build needs about 6 GiB"
   fi
-}
-
-# Prints elapsed seconds every 60s while a long build runs, so a cold build is not silent.
-with_progress() {
-  local what=$1 estimate=$2; shift 2
-  local start=$SECONDS
-  log "building $what (cold: about $estimate on 2 cores; cached afterwards)"
-  "$@" &
-  local pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 1
-    done
-    kill -0 "$pid" 2>/dev/null && log "  ... still building $what, $((SECONDS - start))s so far"
-  done
-  wait "$pid" || die "building $what failed (see output above)"
-  log "built $what in $((SECONDS - start))s"
 }
 
 build_kubernetes() {

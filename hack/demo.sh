@@ -17,6 +17,10 @@ TOKEN_ADDR=127.0.0.1:18080
 ISSUER=${M2M_ISSUER:-http://$TOKEN_ADDR}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+log() { printf '    %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/progress.sh
+source hack/progress.sh
 
 stop_operator() {
   if [ -f "$OPERATOR_PID" ]; then
@@ -54,7 +58,7 @@ esac
 mkdir -p "$STATE"
 
 say "building m2m-operator"
-cargo build --quiet --bin m2m-operator
+with_progress "m2m-operator (cargo build)" "5-8 minutes" cargo build --quiet --bin m2m-operator
 BIN=$CARGO_TARGET_DIR/debug/m2m-operator
 
 say "installing the CRDs (server-side apply)"
@@ -86,10 +90,16 @@ decode() { # JWT part -> JSON
   while [ $(( ${#part} % 4 )) -ne 0 ]; do part="$part="; done
   printf '%s' "$part" | base64 -d
 }
+secret_key() { # namespace app key
+  kubectl get secret -n "$1" "$2-credentials" -o jsonpath="{.data.$3}" | base64 -d
+}
+token_status() { # client_id client_secret -> HTTP status of a token request
+  curl -s -o /dev/null -w '%{http_code}' -u "$1:$2" -d grant_type=client_credentials "http://$TOKEN_ADDR/oauth2/token"
+}
 show_token() { # namespace app
   local id secret response token
-  id=$(kubectl get secret -n "$1" "$2-credentials" -o jsonpath='{.data.client_id}' | base64 -d)
-  secret=$(kubectl get secret -n "$1" "$2-credentials" -o jsonpath='{.data.client_secret}' | base64 -d)
+  id=$(secret_key "$1" "$2" client_id)
+  secret=$(secret_key "$1" "$2" client_secret)
   response=$(curl -s -u "$id:$secret" -d grant_type=client_credentials "http://$TOKEN_ADDR/oauth2/token")
   token=$(printf '%s' "$response" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
   [ -n "$token" ] || { echo "error: no token for $1/$2: $response" >&2; exit 1; }
@@ -102,9 +112,36 @@ show_token tenant-acme flags-agent
 say "a token for the global app platform/billing-sync (no org_code)"
 show_token platform billing-sync
 
+say "rotating the secret of tenant-acme/flags-agent: old and new both work during the grace period"
+id=$(secret_key tenant-acme flags-agent client_id)
+old=$(secret_key tenant-acme flags-agent client_secret)
+revision() { kubectl get m2mapp -n tenant-acme flags-agent -o jsonpath='{.status.rotation.revision}'; }
+old_revision=$(revision)
+kubectl annotate m2mapp -n tenant-acme flags-agent "m2m.dev/rotate=demo-$(date +%s)" --overwrite >/dev/null
+new=$old
+for _ in $(seq 1 60); do
+  new=$(secret_key tenant-acme flags-agent client_secret)
+  [ "$new" != "$old" ] && break
+  sleep 0.5
+done
+[ "$new" != "$old" ] || die "the Secret did not get a new client_secret within 30s"
+for _ in $(seq 1 20); do [ "$(revision)" != "$old_revision" ] && break; sleep 0.5; done
+echo "client_id unchanged: $id"
+echo "old client_secret -> HTTP $(token_status "$id" "$old") (accepted until the grace period ends)"
+echo "new client_secret -> HTTP $(token_status "$id" "$new")"
+kubectl get m2mapp -n tenant-acme flags-agent \
+  -o jsonpath='status: revision {.status.rotation.revision}, previous secret accepted until {.status.rotation.previousSecretExpiresAt}{"\n"}'
+
 say "done"
 cat <<MSG
-The operator runs in the background (pid $(cat "$OPERATOR_PID")): tokens at http://$TOKEN_ADDR/oauth2/token,
-JWKS at http://$TOKEN_ADDR/.well-known/jwks.json, health and metrics at http://$ADMIN_ADDR.
-  stop everything:   hack/demo.sh stop
+Left running in the background:
+  m2m-operator (pid $(cat "$OPERATOR_PID")): tokens at http://$TOKEN_ADDR/oauth2/token, JWKS at
+    http://$TOKEN_ADDR/.well-known/jwks.json, health and metrics at http://$ADMIN_ADDR, log $STATE/operator.log
+MSG
+if [ "${1:-}" != --use-kubeconfig ]; then
+  echo "  the local control plane (etcd, kube-apiserver, kube-controller-manager): KUBECONFIG=$KUBECONFIG"
+fi
+cat <<MSG
+Try: export KUBECONFIG=$KUBECONFIG; kubectl get org,m2m -A; kubectl describe m2mapp -n tenant-acme flags-agent
+Stop everything: hack/demo.sh stop
 MSG
