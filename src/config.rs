@@ -19,8 +19,11 @@ pub enum Command {
     /// Print both CustomResourceDefinitions as multi-document YAML (or write them to a folder).
     Crd {
         /// Write one file per CRD into this folder instead of printing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reference")]
         out_dir: Option<std::path::PathBuf>,
+        /// Print the Markdown field reference (docs/crd-reference.md) instead of the YAML.
+        #[arg(long)]
+        reference: bool,
     },
 }
 

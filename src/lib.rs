@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod crd_reference;
 pub mod credentials;
 pub mod leader;
 pub mod metrics;

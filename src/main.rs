@@ -26,7 +26,13 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Crd {
+            reference: true, ..
+        } => {
+            print!("{}", m2m_operator::crd_reference::markdown(&crd::all()));
+            ExitCode::SUCCESS
+        }
+        Command::Crd { out_dir, .. } => print_crds(out_dir),
         Command::Run(config) => {
             telemetry::init(config.log_format);
             let runtime = match tokio::runtime::Runtime::new() {

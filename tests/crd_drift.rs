@@ -51,3 +51,21 @@ fn crd_out_dir_writes_one_file_per_kind() {
     assert_eq!(names, ["m2mapp.yaml", "organization.yaml"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_crd_reference_matches_the_types() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_m2m-operator"))
+        .args(["crd", "--reference"])
+        .output()
+        .expect("run m2m-operator crd --reference");
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).expect("utf-8 output");
+    let checked_in =
+        std::fs::read_to_string(root.join("docs/crd-reference.md")).expect("docs/crd-reference.md");
+    assert!(
+        generated == checked_in,
+        "docs/crd-reference.md is stale: regenerate with `{}` and commit the result",
+        m2m_operator::crd_reference::REGENERATE
+    );
+}
