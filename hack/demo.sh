@@ -5,6 +5,9 @@
 #   hack/demo.sh                   local control plane from hack/cluster.sh
 #   hack/demo.sh --use-kubeconfig  the cluster of your current KUBECONFIG instead
 #   hack/demo.sh stop              stop the operator and the local control plane
+#
+# Environment: M2M_DEMO_TOKEN_ADDR (127.0.0.1:18080), M2M_DEMO_ADMIN_ADDR (127.0.0.1:18081), and
+# those of hack/cluster.sh (M2M_CLUSTER_DIR, M2M_ETCD_PORT, M2M_APISERVER_PORT).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -12,8 +15,8 @@ cd "$ROOT"
 source hack/common.sh
 STATE=${M2M_CLUSTER_DIR:-$ROOT/.cluster}
 OPERATOR_PID=$STATE/operator.pid
-ADMIN_ADDR=127.0.0.1:18081
-TOKEN_ADDR=127.0.0.1:18080
+ADMIN_ADDR=${M2M_DEMO_ADMIN_ADDR:-127.0.0.1:18081}
+TOKEN_ADDR=${M2M_DEMO_TOKEN_ADDR:-127.0.0.1:18080}
 ISSUER=${M2M_ISSUER:-http://$TOKEN_ADDR}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }

@@ -38,4 +38,7 @@ step "cluster tests against $(kubectl version -o json | sed -n 's/.*"gitVersion"
 # different leases would both write.
 cargo test --quiet --features cluster-tests --test cluster -- --test-threads=1
 
+step "every command of the README and docs/, as written (hack/docs-check.sh)"
+hack/docs-check.sh
+
 step "all tests passed in $((SECONDS - started_at))s"

@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 
 /// The command that regenerates the reference; named in its header.
-pub const REGENERATE: &str = "cargo run -- crd --reference > docs/crd-reference.md";
+pub const REGENERATE: &str = "cargo run --quiet -- crd --reference > docs/crd-reference.md";
 
 /// The Markdown reference of these CRDs.
 pub fn markdown(crds: &[CustomResourceDefinition]) -> String {
