@@ -40,9 +40,15 @@ pub fn new_request(annotation: Option<&str>, handled: Option<&str>) -> Option<St
     }
 }
 
-/// When the next scheduled rotation is due.
+/// When the next scheduled rotation is due: `every` after the last one, but never before the
+/// previous secret's grace period ends (a schedule never cuts a grace period short; only a
+/// request, a person's decision, may replace the previous secret early).
 pub fn next_rotation(record: &ClientRecord, every: Option<Duration>) -> Option<Timestamp> {
-    every.and_then(|every| add(record.last_rotation_time, every))
+    let due = every.and_then(|every| add(record.last_rotation_time, every))?;
+    Some(match &record.previous {
+        Some(previous) => due.max(previous.expires_at),
+        None => due,
+    })
 }
 
 /// The rotation decision for an app whose Secret holds its current secret.
@@ -130,6 +136,27 @@ mod tests {
             decide(&r, Some("1"), None, None, t(10_000)).rotate,
             None,
             "no schedule"
+        );
+    }
+
+    #[test]
+    fn a_due_schedule_waits_for_the_grace_period_to_end() {
+        let mut r = record(); // last rotation at t=100
+        r.previous = Some(crate::credentials::record::Previous {
+            hash: r.current.clone(),
+            expires_at: t(500),
+        });
+        let every = Some(Duration::from_secs(60));
+        assert_eq!(next_rotation(&r, every), Some(t(500)));
+        assert_eq!(decide(&r, Some("1"), None, every, t(499)).rotate, None);
+        assert_eq!(
+            decide(&r, Some("1"), None, every, t(500)).rotate,
+            Some(Cause::Scheduled)
+        );
+        assert_eq!(
+            decide(&r, Some("2"), None, every, t(200)).rotate,
+            Some(Cause::Requested("2".into())),
+            "a request does not wait"
         );
     }
 
