@@ -33,6 +33,9 @@ cargo clippy --all-targets --all-features --quiet -- -D warnings
 step "unit and integration tests (no cluster)"
 cargo test --quiet
 
+step "fuzzing: a short run of every target (hack/fuzz.sh 600 for a real one)"
+hack/fuzz.sh "${M2M_FUZZ_SECONDS:-20}"
+
 step "cluster tests against $(kubectl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1) at $KUBECONFIG"
 # Serially: tests start and stop their own operator processes, and two operators with
 # different leases would both write.

@@ -11,6 +11,8 @@ pub mod controller;
 pub mod crd;
 pub mod crd_reference;
 pub mod credentials;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod leader;
 pub mod metrics;
 pub mod rotation;

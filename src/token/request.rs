@@ -58,6 +58,11 @@ pub fn parse_form(body: &[u8]) -> Result<Form, OAuthError> {
 }
 
 impl Form {
+    /// Every parameter, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// The value of a parameter that appears at most once (empty values count as absent).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
