@@ -24,6 +24,9 @@ trap stop_cluster EXIT
 hack/cluster.sh up >/dev/null
 eval "$(hack/cluster.sh env)"
 
+step "Helm chart, deploy/m2m-operator.yaml, server-side dry-runs (hack/chart.sh check)"
+hack/chart.sh check
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
