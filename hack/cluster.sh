@@ -8,6 +8,7 @@
 #   hack/cluster.sh up       build if needed, start the plane, wait until ready (idempotent)
 #   hack/cluster.sh down     stop exactly the processes `up` started (by PID)
 #   hack/cluster.sh status   say what runs
+#   hack/cluster.sh restart-apiserver   restart kube-apiserver alone (etcd keeps the data)
 #   hack/cluster.sh env      print `export` lines: KUBECONFIG and PATH with the built tools
 #
 # Environment: M2M_CACHE_DIR (binaries, default ~/.cache/m2m-operator), M2M_CLUSTER_DIR (state,
@@ -238,6 +239,38 @@ start() { # name binary args...
   echo $! >"$STATE/$name.pid"
 }
 
+# start_apiserver ADVERTISE_ADDRESS: starts kube-apiserver on the existing PKI and etcd, waits until ready.
+start_apiserver() {
+  local adv=$1
+  log "starting kube-apiserver $K8S_VERSION on 127.0.0.1:$API_PORT"
+  local pki=$STATE/pki
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address="$adv" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --authorization-mode=RBAC \
+    --service-cluster-ip-range=10.0.0.0/24 \
+    --disable-admission-plugins=ServiceAccount \
+    --allow-privileged=true \
+    --cert-dir="$STATE/apiserver-certs"
+  if ! wait_for kube-apiserver 120 api_ready; then
+    tail -n 20 "$STATE/logs/kube-apiserver.log" >&2 || true
+    die "kube-apiserver did not become ready; see $STATE/logs/kube-apiserver.log"
+  fi
+}
+
+# Restarts kube-apiserver alone (etcd and its data stay): clients see their connections and
+# watches drop and must reconnect. Used by the chaos test.
+cmd_restart_apiserver() {
+  pid_alive "$STATE/kube-apiserver.pid" "$K8S_BIN/kube-apiserver" || die "kube-apiserver is not running; run 'up' first"
+  stop_pid kube-apiserver "$K8S_BIN/kube-apiserver"
+  start_apiserver "$(advertise_address)"
+  log "kube-apiserver restarted"
+}
+
 cmd_up() {
   need curl "used to probe the API server"
   need setsid "util-linux, used to detach the control plane processes"
@@ -268,24 +301,7 @@ cmd_up() {
   wait_for etcd 30 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" ||
     die "etcd did not become healthy; see $STATE/logs/etcd.log"
 
-  log "starting kube-apiserver $K8S_VERSION on 127.0.0.1:$API_PORT"
-  local pki=$STATE/pki
-  start kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address="$adv" \
-    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" \
-    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --authorization-mode=RBAC \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount \
-    --allow-privileged=true \
-    --cert-dir="$STATE/apiserver-certs"
-  if ! wait_for kube-apiserver 120 api_ready; then
-    tail -n 20 "$STATE/logs/kube-apiserver.log" >&2 || true
-    die "kube-apiserver did not become ready; see $STATE/logs/kube-apiserver.log"
-  fi
+  start_apiserver "$adv"
   write_kubeconfig
 
   log "starting kube-controller-manager (garbage collector, namespace, service accounts)"
@@ -351,7 +367,8 @@ case "${1:-}" in
   build) cmd_build ;;
   up) cmd_up ;;
   down) cmd_down ;;
+  restart-apiserver) cmd_restart_apiserver ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 build|up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|restart-apiserver|status|env" >&2; exit 2 ;;
 esac

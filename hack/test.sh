@@ -42,7 +42,15 @@ hack/fuzz.sh "${M2M_FUZZ_SECONDS:-20}"
 step "cluster tests against $(kubectl version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -n1) at $KUBECONFIG"
 # Serially: tests start and stop their own operator processes, and two operators with
 # different leases would both write.
-cargo test --quiet --features cluster-tests --test cluster -- --test-threads=1
+# With debug logging; every secret, hash and token the tests see is recorded for the leak scan.
+export M2M_LEAK_DIR
+M2M_LEAK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/m2m-leak-scan.XXXXXX")
+M2M_TEST_LOG=${M2M_TEST_LOG:-debug,hyper=info,hyper_util=info,h2=info,rustls=info,tower=info} \
+  cargo test --quiet --features cluster-tests --test cluster -- --test-threads=1
+
+step "leak scan: no secret, hash or token in any log, Event, status or error body"
+hack/leak-scan.sh "$M2M_LEAK_DIR"
+rm -rf "$M2M_LEAK_DIR"
 
 step "every command of the README and docs/, as written (hack/docs-check.sh)"
 hack/docs-check.sh

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{
     common::{self, TestNamespace, wait_for},
     fixtures::*,
-    operator::{OPERATOR_NAMESPACE, Operator, Options},
+    operator::{Operator, Options},
 };
 
 const CONTRACT_KEYS: [&str; 7] = [
@@ -645,89 +645,5 @@ async fn duplicate_codes_suspension_and_disable() {
     );
 
     delete_org(&client, &newer).await;
-    ns.delete().await;
-}
-
-async fn lease_holder(client: &kube::Client, name: &str) -> Option<String> {
-    let api: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    api.get_opt(name)
-        .await
-        .ok()
-        .flatten()?
-        .spec?
-        .holder_identity
-}
-
-#[tokio::test]
-async fn only_the_lease_holder_writes_and_a_standby_takes_over() {
-    let client = common::client().await;
-    let ns = TestNamespace::new(&client, "m2m-lease").await;
-    let lease = format!("m2m-lease-{}", common::suffix());
-    let options = |id: &str| Options {
-        lease_name: lease.clone(),
-        identity: format!("{id}-{}", common::suffix()),
-        lease_duration: "6s",
-        extra_env: Vec::new(),
-    };
-    let first = Operator::start_with(&client, options("first")).await;
-    let second = Operator::start_with(&client, options("second")).await;
-    let holder = wait_for("a lease holder", Duration::from_secs(20), || async {
-        lease_holder(&client, &lease)
-            .await
-            .ok_or_else(|| "none".to_owned())
-    })
-    .await;
-    let (mut leader, standby) = if holder == first.options.identity {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    assert_eq!(holder, leader.options.identity);
-
-    apply_app(&client, &ns.name, "before", json!({"audiences": ["api"]})).await;
-    wait_app_reason(&client, &ns.name, "before", "True", "CredentialsIssued").await;
-    let secret_before = data(
-        &get_secret(&client, &ns.name, "before-credentials")
-            .await
-            .unwrap(),
-    )["client_secret"]
-        .clone();
-    assert!(
-        !standby.log_text().contains("acquired the lease"),
-        "the standby never led"
-    );
-
-    leader.kill();
-    let killed_at = std::time::Instant::now();
-    let new_holder = wait_for(
-        "the standby to take the lease",
-        Duration::from_secs(20),
-        || async {
-            match lease_holder(&client, &lease).await {
-                Some(h) if h == standby.options.identity => Ok(h),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    let took = killed_at.elapsed();
-    assert!(
-        took <= Duration::from_secs(6 + 3),
-        "takeover took {took:?} with a 6s lease"
-    );
-    assert_eq!(new_holder, standby.options.identity);
-    apply_app(&client, &ns.name, "after", json!({"audiences": ["api"]})).await;
-    wait_app_reason(&client, &ns.name, "after", "True", "CredentialsIssued").await;
-    let secret_after = data(
-        &get_secret(&client, &ns.name, "before-credentials")
-            .await
-            .unwrap(),
-    )["client_secret"]
-        .clone();
-    assert_eq!(
-        secret_before, secret_after,
-        "no secret regenerated on takeover"
-    );
-    drop(standby);
     ns.delete().await;
 }

@@ -47,6 +47,9 @@ pub async fn apply_app(client: &Client, ns: &str, name: &str, spec: Value) -> M2
 
 pub async fn delete_org(client: &Client, name: &str) {
     let api: Api<Organization> = Api::all(client.clone());
+    if let Ok(org) = api.get(name).await {
+        common::save_objects(&format!("org-{name}"), &json!(org));
+    }
     let _ = api.delete(name, &DeleteParams::default()).await;
 }
 
@@ -127,7 +130,25 @@ pub async fn get_secret(client: &Client, ns: &str, name: &str) -> Option<Secret>
 }
 
 /// The Secret's data as text.
+/// `(client_id, client_secret)` from the Secret `<app>-credentials`.
+pub async fn credentials(client: &Client, ns: &str, app: &str) -> (String, String) {
+    let d = data(
+        &get_secret(client, ns, &format!("{app}-credentials"))
+            .await
+            .expect("Secret"),
+    );
+    (d["client_id"].clone(), d["client_secret"].clone())
+}
+
 pub fn data(secret: &Secret) -> BTreeMap<String, String> {
+    let map = data_unwatched(secret);
+    if let Some(s) = map.get("client_secret") {
+        common::watch(s);
+    }
+    map
+}
+
+fn data_unwatched(secret: &Secret) -> BTreeMap<String, String> {
     secret
         .data
         .iter()
@@ -143,6 +164,18 @@ pub async fn record(client: &Client, uid: &str) -> Option<ClientRecord> {
         .await
         .expect("get record")
         .map(|s| ClientRecord::from_secret(&s).expect("readable record"))
+        .inspect(|r| {
+            for hash in [
+                Some(&r.current),
+                r.pending.as_ref().map(|p| &p.hash),
+                r.previous.as_ref().map(|p| &p.hash),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                common::watch(json!(hash).as_str().unwrap_or_default());
+            }
+        })
 }
 
 pub async fn record_secret(client: &Client, uid: &str) -> Option<Secret> {
@@ -150,15 +183,29 @@ pub async fn record_secret(client: &Client, uid: &str) -> Option<Secret> {
     api.get_opt(&record_name(uid)).await.expect("get record")
 }
 
-/// Reasons of the Events about an object.
-pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+async fn events(client: &Client, ns: &str, name: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     api.list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
         .await
         .expect("list events")
         .items
+}
+
+/// Reasons of the Events about an object.
+pub async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    events(client, ns, name)
+        .await
         .into_iter()
         .filter_map(|e| e.reason)
+        .collect()
+}
+
+/// Messages of the Events about an object.
+pub async fn event_messages(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    events(client, ns, name)
+        .await
+        .into_iter()
+        .filter_map(|e| e.message)
         .collect()
 }
 

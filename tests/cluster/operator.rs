@@ -9,8 +9,15 @@ use std::{
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client, api::PostParams};
 
-/// Namespace the operator runs in during tests (client records, Lease).
+/// Namespace the operator runs in during tests (client records, Lease): the namespace
+/// `deploy/m2m-operator.yaml` installs into.
 pub const OPERATOR_NAMESPACE: &str = "m2m-system";
+/// The identity every operator process runs as: the chart's ServiceAccount, impersonated from
+/// the admin kubeconfig, with exactly the RBAC that `deploy/m2m-operator.yaml` grants it.
+pub const OPERATOR_USER: &str = "system:serviceaccount:m2m-system:m2m-operator";
+/// The groups the API server gives a ServiceAccount's token.
+pub const OPERATOR_GROUPS: &str =
+    "system:serviceaccounts,system:serviceaccounts:m2m-system,system:authenticated";
 pub const ISSUER: &str = "http://127.0.0.1:18080";
 
 /// Options of one operator process.
@@ -80,6 +87,7 @@ impl Operator {
     pub async fn start_with(client: &Client, options: Options) -> Self {
         crate::common::install_crds(client).await;
         ensure_operator_namespace(client).await;
+        crate::common::install_operator_rbac(client).await;
         let mut op = Self::spawn(options);
         op.wait_ready().await;
         op
@@ -89,7 +97,9 @@ impl Operator {
     pub fn spawn(options: Options) -> Self {
         let admin_port = free_port();
         let token_port = free_port();
-        let dir = std::env::temp_dir().join("m2m-operator-test-logs");
+        let dir = crate::common::leak_dir()
+            .map(|d| d.join("logs"))
+            .unwrap_or_else(|| std::env::temp_dir().join("m2m-operator-test-logs"));
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{}-{}.log", options.identity, admin_port));
         let file = std::fs::File::create(&log).expect("log file");
@@ -104,6 +114,11 @@ impl Operator {
             .env("M2M_LEASE_DURATION", options.lease_duration)
             .env("M2M_LEASE_RENEW_BEFORE", "2s")
             .env("M2M_LOG_FORMAT", "json")
+            // Teardown is a SIGTERM; tests that check the drain set their own delay.
+            .env("M2M_SHUTDOWN_DELAY", "0s")
+            // kube-rs applies these to every request: the process has the chart's permissions.
+            .env("KUBE_RS_DEBUG_IMPERSONATE_USER", OPERATOR_USER)
+            .env("KUBE_RS_DEBUG_IMPERSONATE_GROUP", OPERATOR_GROUPS)
             .env(
                 "RUST_LOG",
                 std::env::var("M2M_TEST_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
@@ -120,6 +135,38 @@ impl Operator {
             token_port,
             options,
             log,
+        }
+    }
+
+    /// The status of `/readyz` (None when nothing answers).
+    pub async fn readyz(&self) -> Option<u16> {
+        self.admin_status("/readyz").await
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_term(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut().map(Child::try_wait);
+            match status {
+                Some(Ok(Some(status))) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Some(Ok(None)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return None,
+            }
         }
     }
 

@@ -24,15 +24,6 @@ async fn annotate(client: &kube::Client, ns: &str, name: &str, key: &str, value:
         .expect("annotate");
 }
 
-async fn secret_value(client: &kube::Client, ns: &str, app: &str) -> (String, String) {
-    let d = data(
-        &get_secret(client, ns, &format!("{app}-credentials"))
-            .await
-            .expect("Secret"),
-    );
-    (d["client_id"].clone(), d["client_secret"].clone())
-}
-
 async fn status_of(op: &Operator, id: &str, secret: &str) -> u16 {
     http::token(&op.url(), id, secret, &[]).await.0
 }
@@ -76,7 +67,7 @@ async fn rotate_annotation_new_secret_at_once_old_until_grace_ends() {
     )
     .await;
     wait_app_reason(&client, &ns.name, "agent", "True", "CredentialsIssued").await;
-    let (id, old) = secret_value(&client, &ns.name, "agent").await;
+    let (id, old) = credentials(&client, &ns.name, "agent").await;
     assert_eq!(status_of(&op, &id, &old).await, 200);
 
     annotate(&client, &ns.name, "agent", "m2m.dev/rotate", "1").await;
@@ -84,7 +75,7 @@ async fn rotate_annotation_new_secret_at_once_old_until_grace_ends() {
         "a new secret in the Secret",
         Duration::from_secs(20),
         || async {
-            let (_, s) = secret_value(&client, &ns.name, "agent").await;
+            let (_, s) = credentials(&client, &ns.name, "agent").await;
             if s != old {
                 Ok(s)
             } else {
@@ -143,7 +134,7 @@ async fn rotate_annotation_new_secret_at_once_old_until_grace_ends() {
     annotate(&client, &ns.name, "agent", "m2m.dev/rotate", "1").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(revision(&client, &ns.name, "agent").await, 2);
-    assert_eq!(secret_value(&client, &ns.name, "agent").await.1, new);
+    assert_eq!(credentials(&client, &ns.name, "agent").await.1, new);
 
     // After the grace period the old secret is refused.
     wait_token_status(
@@ -182,11 +173,11 @@ async fn revoke_previous_ends_the_grace_period_at_once() {
     )
     .await;
     wait_app_reason(&client, &ns.name, "agent", "True", "CredentialsIssued").await;
-    let (id, old) = secret_value(&client, &ns.name, "agent").await;
+    let (id, old) = credentials(&client, &ns.name, "agent").await;
     assert_eq!(status_of(&op, &id, &old).await, 200);
     annotate(&client, &ns.name, "agent", "m2m.dev/rotate", "leak").await;
     let new = wait_for("rotation", Duration::from_secs(20), || async {
-        let (_, s) = secret_value(&client, &ns.name, "agent").await;
+        let (_, s) = credentials(&client, &ns.name, "agent").await;
         if s != old {
             Ok(s)
         } else {
@@ -247,7 +238,7 @@ async fn scheduled_rotation_happens_and_is_visible_in_status() {
     let last = rotation.last_rotation_time.unwrap().0;
     let next = rotation.next_rotation_time.expect("nextRotationTime").0;
     assert_eq!(next.as_second() - last.as_second(), 60);
-    let (id, old) = secret_value(&client, &ns.name, "agent").await;
+    let (id, old) = credentials(&client, &ns.name, "agent").await;
     wait_for(
         "the scheduled rotation",
         Duration::from_secs(100),
@@ -259,7 +250,7 @@ async fn scheduled_rotation_happens_and_is_visible_in_status() {
         },
     )
     .await;
-    let (_, new) = secret_value(&client, &ns.name, "agent").await;
+    let (_, new) = credentials(&client, &ns.name, "agent").await;
     assert_ne!(new, old);
     assert_eq!(status_of(&op, &id, &new).await, 200);
     assert_eq!(
@@ -294,7 +285,7 @@ async fn rotations_survive_the_operator_being_killed_at_random_moments() {
     }
     let mut seen: Vec<Vec<String>> = Vec::new();
     for app in &apps {
-        seen.push(vec![secret_value(&client, &ns.name, app).await.1]);
+        seen.push(vec![credentials(&client, &ns.name, app).await.1]);
     }
     let mut kills = 0;
     for k in 0..50 {
@@ -326,7 +317,7 @@ async fn rotations_survive_the_operator_being_killed_at_random_moments() {
             },
         )
         .await;
-        let (id, secret) = secret_value(&client, &ns.name, &apps[i]).await;
+        let (id, secret) = credentials(&client, &ns.name, &apps[i]).await;
         wait_token_status(
             &op,
             &id,
@@ -347,7 +338,7 @@ async fn rotations_survive_the_operator_being_killed_at_random_moments() {
             11,
             "{app}: 1 + 10 distinct rotate values"
         );
-        let (id, current) = secret_value(&client, &ns.name, app).await;
+        let (id, current) = credentials(&client, &ns.name, app).await;
         assert_eq!(seen[i].last(), Some(&current));
         assert_eq!(
             status_of(&op, &id, &current).await,

@@ -17,15 +17,6 @@ use crate::{
     operator::{ISSUER, OPERATOR_NAMESPACE, Operator, Options},
 };
 
-async fn credentials(client: &kube::Client, ns: &str, app: &str) -> (String, String) {
-    let d = data(
-        &get_secret(client, ns, &format!("{app}-credentials"))
-            .await
-            .expect("Secret"),
-    );
-    (d["client_id"].clone(), d["client_secret"].clone())
-}
-
 #[tokio::test]
 async fn apps_get_verifiable_tokens_and_suspension_disable_and_deletion_take_effect() {
     let client = common::client().await;
