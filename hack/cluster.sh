@@ -265,7 +265,7 @@ start_apiserver() {
 # Restarts kube-apiserver alone (etcd and its data stay): clients see their connections and
 # watches drop and must reconnect. Used by the chaos test.
 cmd_restart_apiserver() {
-  pid_alive "$STATE/kube-apiserver.pid" "$K8S_BIN/kube-apiserver" || die "kube-apiserver is not running; run 'up' first"
+  pid_alive "$STATE/etcd.pid" "$ETCD_BIN/etcd" || die "etcd is not running; run 'up' first"
   stop_pid kube-apiserver "$K8S_BIN/kube-apiserver"
   start_apiserver "$(advertise_address)"
   log "kube-apiserver restarted"
@@ -316,20 +316,28 @@ cmd_up() {
   echo "$KUBECONFIG_PATH"
 }
 
+# Whether a process runs (a zombie does not: without an init that reaps orphans, as in some
+# containers, an exited process can stay a zombie and `kill -0` would still succeed).
+running() { # pid
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $state != Z* ]]
+}
+
 stop_pid() { # name binary
   local name=$1 bin=$2 pidfile=$STATE/$1.pid pid
   if pid_alive "$pidfile" "$bin"; then
     pid=$(cat "$pidfile")
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
+    for _ in $(seq 1 80); do
+      running "$pid" || break
       sleep 0.25
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.5
     fi
-    kill -0 "$pid" 2>/dev/null && die "$name (pid $pid) is still running after SIGKILL"
+    running "$pid" && die "$name (pid $pid) is still running after SIGKILL"
     log "stopped $name (pid $pid)"
   fi
   rm -f "$pidfile"

@@ -4,11 +4,15 @@
 // Test helpers panic on purpose: a panic is how a test reports the failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attacks;
+mod chaos;
 mod common;
 mod controller;
 mod crds;
 mod fixtures;
+mod ha;
 mod http;
 mod operator;
+mod rbac;
 mod rotation;
 mod tokens;
