@@ -278,7 +278,13 @@ async fn issue(
     form_content_type(headers)?;
     let form = request::parse_form(body)?;
     let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
-    audit.client_id = Some(creds.client_id.clone());
+    // Only a well-formed client id reaches the log: a client that sends its secret (or anything
+    // else) in the client_id field must not get it written down.
+    audit.client_id = Some(if index::uid_of(&creds.client_id).is_some() {
+        creds.client_id.clone()
+    } else {
+        "<malformed>".to_owned()
+    });
     let token_request = request::token_request(&form)?;
     let (client, kind) = authenticate(svc, &creds, source).await?;
     audit.namespace = client.app.metadata.namespace.clone();

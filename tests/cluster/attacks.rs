@@ -216,6 +216,22 @@ async fn every_attack_is_refused_and_nothing_leaks() {
         (401, Some("invalid_client"))
     );
     bodies.push(("another app's secret".into(), body.to_string()));
+    // A client that pastes its secret into the client_id field: refused, and not logged.
+    let (status, body) = http::post_form(
+        &format!("{}/oauth2/token", op.url()),
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &secret),
+            ("client_secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    bodies.push(("a secret as client_id".into(), body.to_string()));
 
     // 6. Forged and expired tokens at introspection (by a caller of the same org).
     let header = part(&token, 0);
