@@ -12,6 +12,7 @@ mod crds;
 mod fixtures;
 mod ha;
 mod http;
+mod load;
 mod operator;
 mod rbac;
 mod rotation;

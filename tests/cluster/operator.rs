@@ -138,6 +138,14 @@ impl Operator {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("a running operator")
+    }
+
     /// The status of `/readyz` (None when nothing answers).
     pub async fn readyz(&self) -> Option<u16> {
         self.admin_status("/readyz").await
