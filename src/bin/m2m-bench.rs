@@ -34,6 +34,10 @@ use m2m_operator::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+/// The operator binary's allocator (src/main.rs), so the figures are the shipped binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "m2m-bench", about = "m2m-operator benchmarks")]
 struct Cli {
