@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         }
         Command::Crd { out_dir, .. } => print_crds(out_dir),
         Command::Run(config) => {
-            telemetry::init(config.log_format);
+            let _log_writer = telemetry::init(config.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
