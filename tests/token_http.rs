@@ -150,9 +150,13 @@ fn service() -> Arc<TokenService> {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_timeout(Duration::from_secs(10))
+    }
+
+    fn with_timeout(timeout: Duration) -> Self {
         let limits = token::Limits {
             max_concurrent: 64,
-            timeout: Duration::from_secs(10),
+            timeout,
         };
         let service = service();
         let router = token::router(service.clone(), &limits)
@@ -757,4 +761,23 @@ async fn discovery_documents_are_consistent() {
     }
     let set = f.jwks().await;
     assert_eq!(set.keys.len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_that_takes_too_long_gets_an_oauth_error() {
+    let f = Fixture::with_timeout(Duration::from_millis(200));
+    // A body that never arrives: the handler waits for it until the timeout.
+    let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let request = Request::post("/oauth2/token")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            header::AUTHORIZATION,
+            basic(&client_id(ACME.uid), ACME.secret),
+        )
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let (status, headers, body) = f.call(request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
 }

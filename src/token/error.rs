@@ -86,6 +86,17 @@ impl OAuthError {
     }
 
     /// 503 with `Retry-After`.
+    /// The request took longer than `--request-timeout`.
+    pub fn timed_out() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the request took too long; retry later",
+            )
+        }
+    }
+
     pub fn overloaded() -> Self {
         Self {
             retry_after: Some(1),

@@ -18,10 +18,12 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use axum::{Router, error_handling::HandleErrorLayer, http::StatusCode, response::IntoResponse};
+use axum::{Router, error_handling::HandleErrorLayer, response::IntoResponse};
 use tokio_util::sync::CancellationToken;
-use tower::{ServiceBuilder, limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer};
-use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+use tower::{
+    ServiceBuilder, limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, timeout::TimeoutLayer,
+};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use self::error::OAuthError;
 
@@ -40,17 +42,19 @@ pub struct Limits {
 pub fn router(service: Arc<service::TokenService>, limits: &Limits) -> Router {
     service::routes(service)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            limits.timeout,
-        ))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    OAuthError::overloaded().into_response()
+                .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
+                    // Both answers are OAuth errors (JSON, Retry-After), like every other one.
+                    if error.is::<tower::timeout::error::Elapsed>() {
+                        OAuthError::timed_out().into_response()
+                    } else {
+                        OAuthError::overloaded().into_response()
+                    }
                 }))
                 .layer(LoadShedLayer::new())
-                .layer(ConcurrencyLimitLayer::new(limits.max_concurrent)),
+                .layer(ConcurrencyLimitLayer::new(limits.max_concurrent))
+                .layer(TimeoutLayer::new(limits.timeout)),
         )
 }
 
