@@ -49,7 +49,7 @@ case "${1:-}" in
     say "using the cluster of your kubeconfig ($(kubectl config current-context))"
     ;;
   "")
-    say "starting the local control plane (the first run builds it: allow 15-35 minutes on 2 cores)"
+    say "starting the local control plane (the first run builds it: about 12 minutes on 2 cores, with progress)"
     hack/cluster.sh up >/dev/null
     eval "$(hack/cluster.sh env)"
     ;;
