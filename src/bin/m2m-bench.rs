@@ -179,6 +179,10 @@ async fn serve(router: axum::Router, shutdown: CancellationToken) -> SocketAddr 
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // As token::serve does.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         let _ = axum::serve(
             listener,

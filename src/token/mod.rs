@@ -18,7 +18,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use axum::{Router, error_handling::HandleErrorLayer, response::IntoResponse};
+use axum::{Router, error_handling::HandleErrorLayer, response::IntoResponse, serve::ListenerExt};
 use tokio_util::sync::CancellationToken;
 use tower::{
     ServiceBuilder, limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, timeout::TimeoutLayer,
@@ -95,9 +95,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
     let Some(tls) = tls else {
+        // TCP_NODELAY: a response is one small write; never hold it back for an ACK.
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
+            .map_err(|source| ServeError::Bind { addr, source })?
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
         tracing::info!(%addr, "token endpoint listening (HTTP)");
         return axum::serve(listener, make_service)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -122,7 +126,10 @@ pub async fn serve(
         }
     });
     tracing::info!(%addr, "token endpoint listening (HTTPS)");
-    axum_server::bind_rustls(addr, config)
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(addr)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(make_service)
         .await
