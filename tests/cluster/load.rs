@@ -41,6 +41,8 @@ async fn overload_is_shed_quickly_with_bounded_memory_and_service_recovers() {
     // A small admission limit, so 256 concurrent clients are far above capacity.
     for (k, v) in [
         ("M2M_MAX_CONCURRENT_REQUESTS", "8"),
+        // Queued requests would be answered at this timeout; shed ones come far sooner.
+        ("M2M_REQUEST_TIMEOUT", "30s"),
         ("M2M_MAX_FAILURES_PER_CLIENT", "100000000"),
         ("M2M_MAX_FAILURES_PER_SOURCE", "100000000"),
     ] {
@@ -113,9 +115,11 @@ async fn overload_is_shed_quickly_with_bounded_memory_and_service_recovers() {
         .map(|(_, d)| *d)
         .max()
         .unwrap_or_default();
+    // Not a performance target: a queueing server would answer at the 30s timeout. The margin
+    // absorbs 256 client tasks sharing two cores with the server.
     assert!(
-        slowest_shed < Duration::from_secs(2),
-        "shedding answers at once rather than after queueing (request timeout 10s): slowest {slowest_shed:?}"
+        slowest_shed < Duration::from_secs(10),
+        "shedding answers at once rather than after queueing (request timeout 30s): slowest {slowest_shed:?}"
     );
     let growth_mib = rss_peak.saturating_sub(rss_before) / 1024;
     assert!(
