@@ -96,9 +96,9 @@ async fn three_replicas_one_leader_all_serve_tokens_and_a_standby_takes_over() {
     .await;
     let took = killed_at.elapsed();
     // The lease is renewed 2s before it expires, so it expires at most LEASE_SECS after the
-    // kill; the standby's next attempt (every ~1s) then takes it.
+    // kill; the standby's next attempt then takes it (1s of margin for a loaded machine).
     assert!(
-        took <= Duration::from_secs(LEASE_SECS + 2),
+        took <= Duration::from_secs(LEASE_SECS + 3),
         "takeover took {took:?} with a {LEASE_SECS}s lease"
     );
     assert!(
