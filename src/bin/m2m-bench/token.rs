@@ -1,0 +1,264 @@
+//! `m2m-bench token`: the token endpoint under load next to the same binary's `/healthz`, the
+//! same server with a plain SHA-256 secret check, and the raw ES256 signing rate of two threads.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use k8s_openapi::jiff::Timestamp;
+use m2m_operator::{
+    admin,
+    credentials::{
+        generate::{ClientSecret, client_id},
+        hash,
+    },
+    testing::{self, FixtureApp, World},
+    token::{
+        self,
+        claims::{self, Granted},
+        jwt::Algorithm,
+        service::{TokenConfig, TokenService},
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    load::{Load, oha, wrk},
+    report::{date, machine, write_section},
+};
+
+const SECRET: &str = "m2msec_benchmark-secret-0000000000000000000000";
+
+fn config() -> TokenConfig {
+    TokenConfig {
+        operator_namespace: "m2m-system".into(),
+        issuer: "https://m2m.example.com".into(),
+        token_url: "https://m2m.example.com/oauth2/token".into(),
+        argon2_workers: 2,
+        argon2_max_in_flight: 64,
+        max_failures_per_client: 10,
+        max_failures_per_source: 100,
+        failure_window: Duration::from_secs(60),
+    }
+}
+
+/// A world of `apps` apps in 1 + apps/100 organizations, each app with `current` as its hash.
+fn world(apps: u64, current: &str) -> World {
+    let mut w = World::new("m2m-system");
+    let orgs = 1 + apps / 100;
+    for o in 0..orgs {
+        let ns = format!("tenant-{o}");
+        w.namespace(&ns);
+        w.org(
+            &format!("org-{o}"),
+            &format!("org_{o}"),
+            &ns,
+            &["read", "write"],
+            false,
+        );
+    }
+    for n in 0..apps {
+        let o = n % orgs;
+        w.app(&FixtureApp {
+            uid: testing::uid(n),
+            name: format!("app-{n}"),
+            namespace: format!("tenant-{o}"),
+            org: Some(format!("org-{o}")),
+            scopes: vec!["read".into(), "write".into()],
+            audiences: vec!["https://api.example.com".into()],
+            disabled: false,
+            current: current.to_owned(),
+        });
+    }
+    w
+}
+
+async fn serve(router: axum::Router, shutdown: CancellationToken) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // As token::serve does.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    });
+    addr
+}
+
+/// Signatures per second of `threads` threads signing a typical access token with ES256.
+fn raw_es256(threads: usize, seconds: u64) -> f64 {
+    let ring = Arc::new(testing::key_ring(Algorithm::ES256).expect("key"));
+    let granted = Granted {
+        scopes: vec!["read".into(), "write".into()],
+        audiences: vec!["https://api.example.com".into()],
+    };
+    let claims = claims::claims(
+        "https://m2m.example.com",
+        &client_id(&testing::uid(0)),
+        Some("org_0"),
+        &granted,
+        0,
+        900,
+        "jti".into(),
+    );
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let ring = ring.clone();
+            let claims = claims.clone();
+            std::thread::spawn(move || {
+                let key = ring.active(Timestamp::now()).expect("active key");
+                let deadline = Instant::now() + Duration::from_secs(seconds);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let _ = key.sign("at+jwt", &claims).expect("sign");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    total as f64 / seconds as f64
+}
+
+/// The `Authorization: Basic` value of the client whose app has `uid`.
+pub fn basic_auth(uid: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{secret}", client_id(uid)))
+    )
+}
+
+fn hex_sha256(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn run(
+    apps: u64,
+    seconds: u64,
+    connections: u64,
+    write: &PathBuf,
+    oha_bin: &str,
+    wrk_bin: &str,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let shutdown = CancellationToken::new();
+    let phc = testing::phc(&hash::hash(&ClientSecret::new(SECRET)).expect("hash"));
+    let sha = hex_sha256(SECRET);
+    let limits = token::Limits {
+        max_concurrent: 1024,
+        timeout: Duration::from_secs(10),
+    };
+    let (argon, plain, health) = runtime.block_on(async {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let argon = Arc::new(TokenService::new(
+            world(apps, &phc).finish(),
+            config(),
+            &mut registry,
+        ));
+        argon.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
+        let plain = Arc::new(
+            TokenService::new(world(apps, &sha).finish(), config(), &mut registry)
+                .with_plain_sha256_baseline(),
+        );
+        plain.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
+        let argon_addr = serve(token::router(argon, &limits), shutdown.clone()).await;
+        let plain_addr = serve(token::router(plain, &limits), shutdown.clone()).await;
+        let health_addr = serve(
+            admin::router(admin::Readiness::default(), Arc::new(registry)),
+            shutdown.clone(),
+        )
+        .await;
+        (argon_addr, plain_addr, health_addr)
+    });
+    let url = |a: SocketAddr, p: &str| format!("http://{a}{p}");
+    // Warm-up: the first request per client pays argon2id once.
+    let auth = basic_auth(&testing::uid(0), SECRET);
+    let first = oha(
+        oha_bin,
+        &url(argon, "/oauth2/token"),
+        1,
+        1,
+        None,
+        Some(&auth),
+    );
+    assert!(first.ok > 0.99, "warm-up requests failed: {first:?}");
+    let peak = |u: String, auth: Option<&str>| {
+        if wrk_bin.is_empty() {
+            oha(oha_bin, &u, seconds, connections, None, auth)
+        } else {
+            wrk(wrk_bin, &u, seconds, connections, auth)
+        }
+    };
+    let healthz = peak(url(health, "/healthz"), None);
+    let argon_load = peak(url(argon, "/oauth2/token"), Some(&auth));
+    let plain_load = peak(url(plain, "/oauth2/token"), Some(&auth));
+    let half_rate = argon_load.rps / 2.0;
+    let half = oha(
+        oha_bin,
+        &url(argon, "/oauth2/token"),
+        seconds,
+        connections,
+        Some(half_rate),
+        Some(&auth),
+    );
+    let raw = raw_es256(2, 3);
+    shutdown.cancel();
+    for load in [healthz, argon_load, plain_load, half] {
+        assert!(
+            load.ok > 0.99,
+            "requests failed during the benchmark: {load:?}"
+        );
+    }
+
+    let date = date();
+    let machine = machine();
+    let row = |name: &str, l: Load| {
+        format!(
+            "| {name} | {:.0} | {:.3} | {:.3} |",
+            l.rps, l.p50_ms, l.p99_ms
+        )
+    };
+    let table = [
+        format!("### Token endpoint, {apps} apps in the index\n"),
+        format!(
+            "{date}, {machine}. Command: `hack/bench.sh token --apps {apps}`: peak runs with {}, the half-of-peak run with oha (rate-limited), {connections} connections, {seconds} s per run, the load generator on the same two cores.\n",
+            if wrk_bin.is_empty() { "oha" } else { "wrk (one thread)" }
+        ),
+        "| measurement | requests/s | p50 ms | p99 ms |".into(),
+        "|---|---:|---:|---:|".into(),
+        row("`/healthz` of the same binary", healthz),
+        row("token, argon2id-hashed secret (steady state)", argon_load),
+        row("token, plain SHA-256 check (baseline)", plain_load),
+        row(&format!("token at half of peak ({half_rate:.0}/s offered)"), half),
+        format!("| raw ES256 signing, 2 threads | {raw:.0} | | |"),
+        String::new(),
+        "| ratio | value | target |".into(),
+        "|---|---:|---|".into(),
+        format!("| token / raw ES256 signing (2 threads) | {:.2} | >= 0.35 |", argon_load.rps / raw),
+        format!("| argon2id / plain SHA-256, steady state | {:.2} | >= 0.95 |", argon_load.rps / plain_load.rps),
+        format!("| p99 at half of peak | {:.3} ms | < 2 ms |", half.p99_ms),
+    ]
+    .join("\n");
+    println!("{table}");
+    write_section(write, &format!("token-{apps}"), &table);
+}
