@@ -1,0 +1,187 @@
+//! The plain-HTTP token listener over real TCP: connections spread over the serving threads are
+//! all answered, each with its own peer address, and a shutdown lets in-flight requests finish
+//! before the listener closes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::Arc,
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use m2m_operator::{
+    credentials::{
+        generate::{ClientSecret, client_id},
+        hash,
+    },
+    testing::{self, FixtureApp, World},
+    token::{
+        self,
+        jwt::Algorithm,
+        service::{TokenConfig, TokenService},
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "m2msec_listener-test-secret-000000000000000000";
+
+fn service() -> Arc<TokenService> {
+    let mut world = World::new("m2m-system");
+    world
+        .namespace("tenant-a")
+        .org("acme", "org_acme", "tenant-a", &["read"], false);
+    world.app(&FixtureApp {
+        uid: testing::uid(1),
+        name: "app".into(),
+        namespace: "tenant-a".into(),
+        org: Some("acme".into()),
+        scopes: vec!["read".into()],
+        audiences: vec!["api".into()],
+        disabled: false,
+        current: testing::phc(&hash::hash(&ClientSecret::new(SECRET)).unwrap()),
+    });
+    let service = Arc::new(TokenService::new(
+        world.finish(),
+        TokenConfig {
+            operator_namespace: "m2m-system".into(),
+            issuer: "http://127.0.0.1".into(),
+            token_url: "http://127.0.0.1/oauth2/token".into(),
+            argon2_workers: 1,
+            argon2_max_in_flight: 64,
+            max_failures_per_client: 10,
+            max_failures_per_source: 10,
+            failure_window: Duration::from_secs(60),
+        },
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    service.set_keys(testing::key_ring(Algorithm::ES256).unwrap());
+    service
+}
+
+/// The head of a token request whose body (`grant_type=client_credentials`) follows.
+fn request_head(keep_alive: bool) -> String {
+    let auth = STANDARD.encode(format!("{}:{SECRET}", client_id(&testing::uid(1))));
+    format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\
+         Connection: {}\r\n\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    )
+}
+
+const BODY: &str = "grant_type=client_credentials";
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns the status line.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed early"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.lines().next().unwrap().to_owned()
+}
+
+async fn start() -> (
+    SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), token::ServeError>>,
+) {
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let limits = token::Limits {
+        max_concurrent: 64,
+        timeout: Duration::from_secs(10),
+    };
+    let server = tokio::spawn(token::serve(
+        addr,
+        token::router(service(), &limits),
+        None,
+        shutdown.clone(),
+    ));
+    for _ in 0..100 {
+        if TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (addr, shutdown, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_is_answered_whichever_thread_serves_it() {
+    let (addr, shutdown, server) = start().await;
+    // More keep-alive connections than serving threads, several requests each.
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                (0..5)
+                    .map(|_| {
+                        stream
+                            .write_all(format!("{}{BODY}", request_head(true)).as_bytes())
+                            .unwrap();
+                        read_response(&mut stream)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        for status in client.join().unwrap() {
+            assert_eq!(status, "HTTP/1.1 200 OK");
+        }
+    }
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
+    let (addr, shutdown, server) = start().await;
+    // A request whose body has not arrived yet when the shutdown begins.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request_head(false).as_bytes()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !server.is_finished(),
+        "the listener waits for the in-flight request"
+    );
+    stream.write_all(BODY.as_bytes()).unwrap();
+    let status = tokio::task::spawn_blocking(move || read_response(&mut stream))
+        .await
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the listener stops once the request is answered")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "no new connections after shutdown"
+    );
+}
