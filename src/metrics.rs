@@ -31,6 +31,12 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Argon2Labels {
+    /// `hash` (a new secret) or `verify` (a Secret checked against a recorded hash).
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     /// What the controller did to credentials: `issued`, `repaired`, `recovered`, `rotated`.
     pub action: &'static str,
@@ -45,6 +51,9 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     /// `m2m_credentials_total{action}`: secrets issued, repaired, recovered, rotated.
     pub credentials: Family<EventLabels, Counter>,
+    /// `m2m_controller_argon2_duration_seconds{op}`: each argon2id computation of the
+    /// controllers, timed on the blocking thread (the wait for a hashing slot is not included).
+    pub argon2: Family<Argon2Labels, Histogram>,
 }
 
 impl Metrics {
@@ -56,6 +65,9 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
             }),
             credentials: Family::default(),
+            argon2: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 10))
+            }),
         };
         registry.register(
             "reconciles",
@@ -72,8 +84,23 @@ impl Metrics {
             "Client secrets written, by action",
             metrics.credentials.clone(),
         );
+        registry.register(
+            "controller_argon2_duration_seconds",
+            "argon2id computations of the controllers by operation (hash, verify)",
+            metrics.argon2.clone(),
+        );
         registry.register_collector(Box::new(AppsByReason { apps }));
         metrics
+    }
+
+    /// Runs one argon2id computation `f`, recording its duration under `op`.
+    pub fn time_argon2<T>(&self, op: &'static str, f: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let result = f();
+        self.argon2
+            .get_or_create(&Argon2Labels { op })
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 }
 

@@ -373,10 +373,11 @@ async fn classify(
         .await
         .map_err(|_| Error::Inconsistent("the hashing pool is closed"))?;
     let checks = candidates.clone();
+    let metrics = ctx.metrics.clone();
     let matched = tokio::task::spawn_blocking(move || {
         checks
             .into_iter()
-            .find(|(hash, _)| hash::verify(plain.expose(), hash))
+            .find(|(hash, _)| metrics.time_argon2("verify", || hash::verify(plain.expose(), hash)))
     })
     .await
     .map_err(Error::Blocking)?;
@@ -415,7 +416,8 @@ impl Writer<'_> {
             .await
             .map_err(|_| Error::Inconsistent("the hashing pool is closed"))?;
         let secret = secret.clone();
-        tokio::task::spawn_blocking(move || hash::hash(&secret))
+        let metrics = self.ctx.metrics.clone();
+        tokio::task::spawn_blocking(move || metrics.time_argon2("hash", || hash::hash(&secret)))
             .await
             .map_err(Error::Blocking)?
             .map_err(Error::from)
