@@ -4,6 +4,17 @@
 # written into docs/benchmarks.md.
 #
 #   hack/bench.sh token [--apps N] [--seconds S] [--connections C]
+#   hack/bench.sh flood [--apps N] [--seconds S] [--connections C] [--rate R]
+#   hack/bench.sh reconcile [--apps N] [--orgs M] [--concurrency C]
+#   hack/bench.sh memory [--sizes 1000,10000] [--apps-per-org K]
+#   hack/bench.sh propagation [--trials N]
+#   hack/bench.sh coldstart [--apps N] [--clients K]
+#
+# The cluster scenarios (reconcile, memory, propagation, coldstart) run against a control plane
+# of their own, started fresh for each run on dedicated ports and state (never the test plane
+# of hack/test.sh) and stopped afterwards, with the release m2m-operator binary as a process.
+# M2M_BENCH_KEEP_PLANE=1 leaves that plane running (for a look with kubectl afterwards; stop
+# it with `M2M_CLUSTER_DIR=${TMPDIR:-/tmp}/m2m-bench-cluster hack/cluster.sh down`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -25,5 +36,26 @@ if ! command -v wrk >/dev/null 2>&1; then
     export M2M_WRK=
   fi
 fi
-cargo build --quiet --release --features bench --bin m2m-bench
-exec "$CARGO_TARGET_DIR/release/m2m-bench" "$@"
+# One build for both binaries: the operator the cluster scenarios run sits next to the bench.
+cargo build --quiet --release --features bench --bin m2m-bench --bin m2m-operator
+BENCH=$CARGO_TARGET_DIR/release/m2m-bench
+export M2M_OPERATOR_BIN=$CARGO_TARGET_DIR/release/m2m-operator
+
+case "${1:-}" in
+  reconcile | memory | propagation | coldstart) ;;
+  *) exec "$BENCH" "$@" ;;
+esac
+
+# The bench plane: its own state folder and ports (the test plane uses .cluster, 23790, 26443).
+export M2M_CLUSTER_DIR=${M2M_BENCH_CLUSTER_DIR:-${TMPDIR:-/tmp}/m2m-bench-cluster}
+export M2M_ETCD_PORT=${M2M_BENCH_ETCD_PORT:-24790}
+export M2M_APISERVER_PORT=${M2M_BENCH_APISERVER_PORT:-27443}
+stop_plane() { hack/cluster.sh down >/dev/null 2>&1 || true; }
+# Fresh state every run: `up` on a stopped plane starts with an empty etcd.
+stop_plane
+hack/cluster.sh up >/dev/null
+if [ "${M2M_BENCH_KEEP_PLANE:-}" != 1 ]; then
+  trap stop_plane EXIT
+fi
+export KUBECONFIG=$M2M_CLUSTER_DIR/kubeconfig
+"$BENCH" "$@"

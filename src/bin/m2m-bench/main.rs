@@ -4,8 +4,20 @@
 // A benchmark aborts on any setup failure; there is nothing to recover.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod breakdown;
+mod cluster;
+mod coldstart;
+mod fixtures;
+mod flood;
+mod http;
 mod load;
+mod memory;
+mod procfs;
+mod promtext;
+mod propagation;
+mod reconcile;
 mod report;
+mod stats;
 mod token;
 
 use std::path::PathBuf;
@@ -47,6 +59,79 @@ enum Scenario {
         #[arg(long, env = "M2M_WRK", default_value = "wrk")]
         wrk: String,
     },
+    /// Reconcile throughput against the bench control plane (hack/bench.sh starts it): N apps
+    /// created at once until all Ready, next to a plain client doing the same writes.
+    Reconcile {
+        #[arg(long, default_value_t = 1000)]
+        apps: usize,
+        #[arg(long, default_value_t = 100)]
+        orgs: usize,
+        /// Create requests in flight (both runs).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+    },
+    /// Legitimate token load alone and with a concurrent flood of wrong secrets against the
+    /// same client_id.
+    Flood {
+        #[arg(long, default_value_t = 10_000)]
+        apps: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: u64,
+        /// Wrong-secret requests per second of the rate-limited flood.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+        #[arg(long, env = "M2M_OHA", default_value = "oha")]
+        oha: String,
+        #[arg(long, env = "M2M_WRK", default_value = "wrk")]
+        wrk: String,
+    },
+    /// Operator RSS with 0 apps, then each size (cumulative), then a restarted process.
+    Memory {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        sizes: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        apps_per_org: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+    },
+    /// Time from an API write (rotation, suspension, deletion) to the token endpoint acting.
+    Propagation {
+        #[arg(long, default_value_t = 100)]
+        trials: usize,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+    },
+    /// A fresh operator process over existing apps: /readyz, re-checks, first vs later requests.
+    Coldstart {
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        #[arg(long, default_value_t = 10)]
+        apps_per_org: usize,
+        /// Clients measured right after /readyz, and as many once the controller is quiet.
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+    },
+}
+
+/// The async runtime of the cluster scenarios.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
 }
 
 fn main() {
@@ -59,5 +144,60 @@ fn main() {
             oha,
             wrk,
         } => token::run(apps, seconds, connections, &write, &oha, &wrk),
+        Scenario::Reconcile {
+            apps,
+            orgs,
+            concurrency,
+            write,
+        } => block_on(reconcile::run(reconcile::Options {
+            apps,
+            orgs,
+            concurrency,
+            write,
+        })),
+        Scenario::Flood {
+            apps,
+            seconds,
+            connections,
+            rate,
+            write,
+            oha,
+            wrk,
+        } => flood::run(flood::Options {
+            apps,
+            seconds,
+            connections,
+            rate,
+            write,
+            oha,
+            wrk,
+        }),
+        Scenario::Memory {
+            sizes,
+            apps_per_org,
+            concurrency,
+            write,
+        } => block_on(memory::run(memory::Options {
+            sizes,
+            apps_per_org,
+            concurrency,
+            write,
+        })),
+        Scenario::Propagation { trials, write } => {
+            block_on(propagation::run(propagation::Options { trials, write }))
+        }
+        Scenario::Coldstart {
+            apps,
+            apps_per_org,
+            clients,
+            concurrency,
+            write,
+        } => block_on(coldstart::run(coldstart::Options {
+            apps,
+            apps_per_org,
+            clients,
+            concurrency,
+            write,
+        })),
     }
 }

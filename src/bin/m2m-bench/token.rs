@@ -31,9 +31,9 @@ use crate::{
     report::{date, machine, write_section},
 };
 
-const SECRET: &str = "m2msec_benchmark-secret-0000000000000000000000";
+pub const SECRET: &str = "m2msec_benchmark-secret-0000000000000000000000";
 
-fn config() -> TokenConfig {
+pub fn config() -> TokenConfig {
     TokenConfig {
         operator_namespace: "m2m-system".into(),
         issuer: "https://m2m.example.com".into(),
@@ -47,7 +47,7 @@ fn config() -> TokenConfig {
 }
 
 /// A world of `apps` apps in 1 + apps/100 organizations, each app with `current` as its hash.
-fn world(apps: u64, current: &str) -> World {
+pub fn world(apps: u64, current: &str) -> World {
     let mut w = World::new("m2m-system");
     let orgs = 1 + apps / 100;
     for o in 0..orgs {
@@ -78,7 +78,7 @@ fn world(apps: u64, current: &str) -> World {
 }
 
 /// The token router served as the operator serves it (`token::serve`).
-async fn serve_token(router: axum::Router, shutdown: CancellationToken) -> SocketAddr {
+pub async fn serve_token(router: axum::Router, shutdown: CancellationToken) -> SocketAddr {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port");

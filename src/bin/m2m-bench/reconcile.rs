@@ -1,0 +1,417 @@
+//! `m2m-bench reconcile`: N M2MApps across M Organizations created at once, time until all are
+//! Ready, next to a plain client doing the equivalent writes itself (create the app, create its
+//! Secret, patch its status) in the same run; and where the operator's time went.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use m2m_operator::{
+    api::M2MApp,
+    controller::app_plan::{self, StatusInputs},
+    credentials::{
+        generate::{self, ClientSecret},
+        hash::{self, PhcHash},
+        record::{AppKey, ClientRecord},
+        secret::{self as tenant_secret, Endpoints, SecretContent},
+    },
+    tenancy::Grant,
+};
+use serde_json::json;
+
+use crate::{
+    breakdown::{self, OperatorWork},
+    cluster::{self, ISSUER, MANAGER, Operator},
+    fixtures::{ReadyWatch, Tenants},
+    promtext::Sample,
+    report::{date, machine, write_section},
+    stats::{self, Summary},
+};
+
+pub struct Options {
+    pub apps: usize,
+    pub orgs: usize,
+    pub concurrency: usize,
+    pub write: PathBuf,
+}
+
+/// What is read before and after a timed window.
+struct Snapshot {
+    at: Instant,
+    cpu: Vec<(&'static str, f64)>,
+    api: Vec<Sample>,
+    operator: Vec<Sample>,
+}
+
+async fn snapshot(client: &Client, operator: Option<&Operator>) -> Snapshot {
+    let operator_metrics = match operator {
+        Some(op) => op.metrics().await,
+        None => Vec::new(),
+    };
+    Snapshot {
+        at: Instant::now(),
+        cpu: cluster::cpu_by_process(operator),
+        api: cluster::apiserver_metrics(client).await,
+        operator: operator_metrics,
+    }
+}
+
+/// One timed run.
+struct Run {
+    wall: f64,
+    latency: Summary,
+    cpu: Vec<(&'static str, f64)>,
+    requests: Vec<(String, f64)>,
+    work: OperatorWork,
+}
+
+fn finish(
+    before: &Snapshot,
+    last_ready: Instant,
+    after: &Snapshot,
+    created: &HashMap<String, Instant>,
+    ready: &HashMap<String, Instant>,
+) -> Run {
+    let latencies: Vec<Duration> = created
+        .iter()
+        .filter_map(|(k, c)| ready.get(k).map(|r| r.saturating_duration_since(*c)))
+        .collect();
+    Run {
+        wall: last_ready.duration_since(before.at).as_secs_f64(),
+        latency: stats::summarize(&latencies),
+        cpu: breakdown::cpu_delta(&before.cpu, &after.cpu),
+        requests: breakdown::api_requests(&before.api, &after.api),
+        work: breakdown::operator_work(&before.operator, &after.operator),
+    }
+}
+
+/// Milliseconds of one argon2id hash with the operator's parameters on this machine, one
+/// thread, nothing else running (median of 9).
+pub fn calibrate_argon2() -> f64 {
+    let secret = ClientSecret::new("m2msec_calibration-0000000000000000000000000000");
+    let mut ms: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = hash::hash(&secret).expect("hash");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    stats::percentile(&ms, 0.5)
+}
+
+fn ready_timeout(apps: usize) -> Duration {
+    Duration::from_secs(120).max(Duration::from_millis(300) * apps as u32)
+}
+
+pub async fn run(opts: Options) {
+    assert!(
+        opts.orgs > 0 && opts.apps.is_multiple_of(opts.orgs),
+        "--apps must be a multiple of --orgs"
+    );
+    let per_org = opts.apps / opts.orgs;
+    let client = cluster::client().await;
+    cluster::prepare(&client).await;
+    let argon2_ms = calibrate_argon2();
+    eprintln!("[reconcile] argon2id hash: {argon2_ms:.1} ms (one thread)");
+
+    // The plain client first, with no operator running (it would act on these apps too);
+    // everything it made is deleted before the operator starts.
+    let raw_tenants = Tenants::new("raw", per_org);
+    raw_tenants
+        .create_orgs(&client, 0..opts.orgs, opts.concurrency)
+        .await;
+    let phc = hash::hash(&ClientSecret::new(
+        "m2msec_raw-baseline-000000000000000000000",
+    ))
+    .expect("hash");
+    let watch = ReadyWatch::start(&client, &raw_tenants.selector()).await;
+    eprintln!("[reconcile] plain client: {} apps", opts.apps);
+    let before = snapshot(&client, None).await;
+    let created = raw_writes(&client, &raw_tenants, opts.orgs, opts.concurrency, &phc).await;
+    let last = watch.wait(opts.apps, ready_timeout(opts.apps)).await;
+    let after = snapshot(&client, None).await;
+    let raw = finish(&before, last, &after, &created, &watch.times());
+    drop(watch);
+    raw_tenants
+        .delete(&client, Some(Duration::from_secs(600)))
+        .await;
+
+    let mut operator = Operator::spawn("reconcile", &[]);
+    operator.wait_ready(Duration::from_secs(60)).await;
+    let tenants = Tenants::new("rc", per_org);
+    tenants
+        .create_orgs(&client, 0..opts.orgs, opts.concurrency)
+        .await;
+    tenants
+        .wait_orgs_ready(&client, opts.orgs, Duration::from_secs(120))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let watch = ReadyWatch::start(&client, &tenants.selector()).await;
+    eprintln!("[reconcile] operator: {} apps", opts.apps);
+    let before = snapshot(&client, Some(&operator)).await;
+    let created = tenants
+        .create_apps(&client, 0..opts.orgs, opts.concurrency)
+        .await;
+    let last = watch.wait(opts.apps, ready_timeout(opts.apps)).await;
+    let after = snapshot(&client, Some(&operator)).await;
+    let op = finish(&before, last, &after, &created, &watch.times());
+    drop(watch);
+    tenants.delete(&client, None).await;
+    operator.stop();
+
+    let table = render(&opts, argon2_ms, &raw, &op);
+    println!("{table}");
+    write_section(&opts.write, &format!("reconcile-{}", opts.apps), &table);
+}
+
+/// What the operator writes for one app, written directly: the app, its Secret (with the same
+/// content and owner), its status (the operator's own status function).
+async fn raw_writes(
+    client: &Client,
+    tenants: &Tenants,
+    orgs: usize,
+    concurrency: usize,
+    phc: &PhcHash,
+) -> HashMap<String, Instant> {
+    let endpoints = Endpoints {
+        issuer: ISSUER.to_owned(),
+        token_url: format!("{ISSUER}/oauth2/token"),
+    };
+    stream::iter(tenants.app_keys(0..orgs))
+        .map(|(o, k)| {
+            let ns = tenants.namespace(o);
+            let apps: Api<M2MApp> = Api::namespaced(client.clone(), &ns);
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+            let object = tenants.app_object(o, k);
+            let code = format!("{}_{o}", tenants.prefix);
+            let endpoints = &endpoints;
+            async move {
+                let app = apps
+                    .create(&PostParams::default(), &object)
+                    .await
+                    .expect("create M2MApp");
+                let uid = app.metadata.uid.clone().expect("uid");
+                let now = Timestamp::now();
+                let record = ClientRecord {
+                    client_id: generate::client_id(&uid),
+                    app: AppKey {
+                        namespace: ns.clone(),
+                        name: app.name_any(),
+                        uid,
+                    },
+                    current: phc.clone(),
+                    pending: None,
+                    previous: None,
+                    revision: 1,
+                    last_rotation_time: now,
+                    handled_rotate_request: None,
+                    handled_revoke_request: None,
+                };
+                let grant = Grant {
+                    org_code: Some(code),
+                    scopes: vec!["read".into()],
+                };
+                let secret = tenant_secret::render(
+                    &app,
+                    &generate::client_secret().expect("random"),
+                    &SecretContent {
+                        client_id: &record.client_id,
+                        org_code: grant.org_code.as_deref(),
+                        scopes: &grant.scopes,
+                        revision: 1,
+                        endpoints,
+                    },
+                )
+                .expect("render");
+                let params = PostParams {
+                    field_manager: Some(MANAGER.to_owned()),
+                    ..PostParams::default()
+                };
+                secrets
+                    .create(&params, &secret)
+                    .await
+                    .expect("create Secret");
+                let status = app_plan::status(&StatusInputs {
+                    app: &app,
+                    grant: &Ok(grant),
+                    block: None,
+                    record: Some(&record),
+                    conflict: false,
+                    every: None,
+                    now,
+                });
+                let patch =
+                    json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp", "status": status});
+                apps.patch_status(
+                    &app.name_any(),
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+                .expect("patch status");
+                (format!("{ns}/{}", app.name_any()), Instant::now())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+fn render(opts: &Options, argon2_ms: f64, raw: &Run, op: &Run) -> String {
+    let apps = opts.apps as f64;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let argon2_cpu = op.work.argon2_ops() * argon2_ms / 1e3;
+    let ratio = raw.wall / op.wall;
+    let without = breakdown::wall_without(op.wall, argon2_cpu, cores, raw.wall);
+    let row = |name: &str, r: &Run| {
+        format!(
+            "| {name} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            r.wall,
+            apps / r.wall,
+            r.latency.p50_ms,
+            r.latency.p99_ms
+        )
+    };
+    let mut lines = vec![
+        format!(
+            "### Reconcile throughput: {} M2MApps across {} Organizations\n",
+            opts.apps, opts.orgs
+        ),
+        format!(
+            "{}, {}. Command: `hack/bench.sh reconcile --apps {} --orgs {} --concurrency {}` (a control plane of its own; both runs create the apps with {} requests in flight; argon2id hash on this machine: {argon2_ms:.1} ms, one thread).\n",
+            date(),
+            machine(),
+            opts.apps,
+            opts.orgs,
+            opts.concurrency,
+            opts.concurrency
+        ),
+        "| run | until all Ready, s | apps/s | create to Ready p50 ms | p99 ms |".into(),
+        "|---|---:|---:|---:|---:|".into(),
+        row("plain client: create app, create Secret, patch status", raw),
+        row("operator: create apps; the operator issues credentials", op),
+        String::new(),
+        "| ratio | value | target |".into(),
+        "|---|---:|---|".into(),
+        format!("| operator rate / plain client rate | {ratio:.2} | >= 0.5 |"),
+        format!(
+            "| the same without the operator's argon2id CPU time (estimate: {:.1} s instead of {:.1} s) | {:.2} | |",
+            without,
+            op.wall,
+            raw.wall / without
+        ),
+        String::new(),
+        "Where the time went (CPU seconds in each run's window; the cores can give 2 x wall):\n"
+            .into(),
+        "| process | plain client run | operator run |".into(),
+        "|---|---:|---:|".into(),
+    ];
+    let cpu_of = |r: &Run, name: &str| {
+        r.cpu
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0.0, |(_, s)| *s)
+    };
+    let operator_cpu = cpu_of(op, "m2m-operator");
+    lines.push(format!(
+        "| m2m-operator: argon2id ({:.0} hashes + {:.0} verifications x {argon2_ms:.1} ms) | | {argon2_cpu:.1} |",
+        op.work.argon2_hashes, op.work.argon2_verifies
+    ));
+    lines.push(format!(
+        "| m2m-operator: everything else | | {:.1} |",
+        operator_cpu - argon2_cpu
+    ));
+    let mut used = (0.0, operator_cpu);
+    for (name, _) in &op.cpu {
+        if *name == "m2m-operator" {
+            continue;
+        }
+        let (r, o) = (cpu_of(raw, name), cpu_of(op, name));
+        used.0 += r;
+        used.1 += o;
+        lines.push(format!("| {name} | {r:.1} | {o:.1} |"));
+    }
+    lines.push(format!(
+        "| idle | {:.1} | {:.1} |",
+        cores * raw.wall - used.0,
+        cores * op.wall - used.1
+    ));
+    lines.push(format!(
+        "| total ({cores:.0} cores x wall) | {:.1} | {:.1} |",
+        cores * raw.wall,
+        cores * op.wall
+    ));
+    lines.push(String::new());
+    lines.push(
+        "Requests and work per app (from the API server's and the operator's /metrics):\n".into(),
+    );
+    lines.push("| what | plain client run | operator run |".into());
+    lines.push("|---|---:|---:|".into());
+    let per = |v: f64| format!("{:.2}", v / apps);
+    let find = |r: &Run, key: &str| {
+        r.requests
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    let mut keys: Vec<&String> = op.requests.iter().map(|(k, _)| k).collect();
+    for (k, _) in &raw.requests {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let (mut raw_total, mut op_total) = (0.0, 0.0);
+    for key in keys {
+        let (r, o) = (find(raw, key), find(op, key));
+        raw_total += r;
+        op_total += o;
+        lines.push(format!("| API: {key} | {} | {} |", per(r), per(o)));
+    }
+    lines.push(format!(
+        "| API: all of the above | {} | {} |",
+        per(raw_total),
+        per(op_total)
+    ));
+    let w = &op.work;
+    lines.push(format!(
+        "| M2MApp reconciles | | {} |",
+        per(w.app_reconciles)
+    ));
+    for (category, n) in &w.app_reconcile_errors {
+        lines.push(format!(
+            "| M2MApp reconciles failed: {category} | | {} |",
+            per(*n)
+        ));
+    }
+    lines.push(format!(
+        "| Organization reconciles | | {} |",
+        per(w.org_reconciles)
+    ));
+    lines.push(format!(
+        "| argon2id hashes / verifications | | {} / {} |",
+        per(w.argon2_hashes),
+        per(w.argon2_verifies)
+    ));
+    lines.push(format!(
+        "| argon2id wall time on the blocking pool, ms per op (one thread alone: {argon2_ms:.1}) | | {:.1} |",
+        1e3 * (w.argon2_hash_seconds + w.argon2_verify_seconds) / w.argon2_ops().max(1.0)
+    ));
+    lines.push(format!(
+        "| M2MApp reconcile duration, mean ms | | {:.1} |",
+        1e3 * w.app_reconcile_seconds / w.app_reconciles.max(1.0)
+    ));
+    lines.push(format!(
+        "| reconcile workers busy (of 16, mean over the window) | | {:.1} |",
+        w.app_reconcile_seconds / op.wall
+    ));
+    lines.join("\n")
+}
