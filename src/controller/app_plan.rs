@@ -6,10 +6,7 @@
 //! token endpoint first. A secret that was hashed but never reached the Secret is harmless: no one
 //! knows it, and the next reconcile replaces it.
 
-use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-    jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
 use super::conditions;
 use crate::{
@@ -165,13 +162,14 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
         scopes: grant.map(|g| g.scopes.clone()).unwrap_or_default(),
         rotation: issued.map(|r| RotationStatus {
             revision: r.revision,
-            last_rotation_time: Some(Time(r.last_rotation_time)),
-            next_rotation_time: crate::rotation::next_rotation(r, inputs.every).map(Time),
+            last_rotation_time: Some(conditions::api_time(r.last_rotation_time)),
+            next_rotation_time: crate::rotation::next_rotation(r, inputs.every)
+                .map(conditions::api_time),
             previous_secret_expires_at: r
                 .previous
                 .as_ref()
                 .filter(|p| p.expires_at > inputs.now)
-                .map(|p| Time(p.expires_at)),
+                .map(|p| conditions::api_time(p.expires_at)),
             last_handled_rotate_request: r.handled_rotate_request.clone(),
             last_handled_revoke_request: r.handled_revoke_request.clone(),
         }),
@@ -402,6 +400,33 @@ mod tests {
             Some("m2m_1"),
             "credentials are kept"
         );
+    }
+
+    /// The controller writes the status only when it differs from the cached one, so the status
+    /// it computes must survive the API's round trip (whole-second timestamps) unchanged.
+    #[test]
+    fn status_is_unchanged_by_a_round_trip_through_the_api() {
+        let a = app();
+        let mut rec = record();
+        let now = t(50) + k8s_openapi::jiff::SignedDuration::from_millis(123);
+        rec.last_rotation_time = now;
+        rec.previous = Some(Previous {
+            hash: rec.current.clone(),
+            expires_at: now + k8s_openapi::jiff::SignedDuration::from_secs(3600),
+        });
+        let grant = ok();
+        let desired = status(&StatusInputs {
+            app: &a,
+            grant: &grant,
+            block: None,
+            record: Some(&rec),
+            conflict: false,
+            every: Some(std::time::Duration::from_secs(86_400)),
+            now,
+        });
+        let stored: M2MAppStatus =
+            serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
+        assert_eq!(stored, desired);
     }
 
     #[test]

@@ -7,6 +7,13 @@ use k8s_openapi::{
 
 use crate::api::conditions::READY;
 
+/// `t` as the API server stores it: whole seconds (`metav1.Time` is RFC 3339 without fractions).
+/// Status is compared with the cached object to decide whether to write it, so a timestamp with
+/// sub-second precision would never compare equal and every reconcile would write the status.
+pub fn api_time(t: Timestamp) -> Time {
+    Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
+}
+
 /// A `Ready` condition; keeps the previous `lastTransitionTime` when the status did not change.
 pub fn ready(
     ok: bool,
@@ -21,7 +28,7 @@ pub fn ready(
         .iter()
         .find(|c| c.type_ == READY && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
+        .unwrap_or_else(|| api_time(now));
     Condition {
         type_: READY.to_owned(),
         status: status.to_owned(),
@@ -44,6 +51,10 @@ pub fn ready_reason(conditions: &[Condition]) -> Option<&str> {
 mod tests {
     use super::*;
 
+    fn jiff_millis(ms: i64) -> k8s_openapi::jiff::SignedDuration {
+        k8s_openapi::jiff::SignedDuration::from_millis(ms)
+    }
+
     #[test]
     fn transition_time_survives_an_unchanged_status() {
         let t0 = Timestamp::from_second(100).unwrap();
@@ -58,6 +69,12 @@ mod tests {
             t1,
         );
         assert_eq!(same.last_transition_time, Time(t0));
+        let fractional = ready(true, "A", "m".into(), Some(1), &[], t0 + jiff_millis(999));
+        assert_eq!(
+            fractional.last_transition_time,
+            Time(t0),
+            "whole seconds, as the API stores it"
+        );
         let flipped = ready(false, "C", "o".into(), Some(2), &[first], t1);
         assert_eq!(flipped.last_transition_time, Time(t1));
     }
