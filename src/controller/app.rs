@@ -19,7 +19,7 @@ use kube::{
 };
 
 use super::{
-    Context, Error, Verified,
+    Context, Error,
     app_plan::{self, CredentialStep, IssueCause, SecretState, StatusInputs},
     conditions::ready_reason,
 };
@@ -381,15 +381,8 @@ async fn classify(
     })
     .await
     .map_err(Error::Blocking)?;
-    if let (Some((hash, kind)), Ok(mut cache)) = (&matched, ctx.verified.lock()) {
-        cache.insert(
-            secret_uid,
-            Verified {
-                resource_version,
-                hash: hash.as_str().to_owned(),
-                kind: *kind,
-            },
-        );
+    if let Some((hash, kind)) = &matched {
+        ctx.remember_verified(secret, hash, *kind);
     }
     Ok(SecretState::Ours {
         matched: matched.map(|(_, kind)| kind),
@@ -444,7 +437,10 @@ impl Writer<'_> {
             None => self.new_record(current, 1),
         };
         self.write_record(&record, record_secret).await?;
-        self.write_secret(existing, &secret, &record, grant).await?;
+        let written = self.write_secret(existing, &secret, &record, grant).await?;
+        // This controller wrote that secret: the next reconcile need not argon2-verify it.
+        self.ctx
+            .remember_verified(&written, &record.current, SecretKind::Current);
         let (action, reason, note) = match cause {
             IssueCause::First => (
                 "issued",
@@ -584,10 +580,13 @@ impl Writer<'_> {
             revision: record.revision + 1,
             ..record.clone()
         };
-        self.write_secret(Some(secret), &new_secret, &next, grant)
+        let written_secret = self
+            .write_secret(Some(secret), &new_secret, &next, grant)
             .await?;
         let record = self.promote_pending(record);
         self.write_record(&record, Some(&written)).await?;
+        self.ctx
+            .remember_verified(&written_secret, &record.current, SecretKind::Current);
         self.ctx
             .metrics
             .credentials
@@ -681,7 +680,7 @@ impl Writer<'_> {
         secret: &ClientSecret,
         record: &ClientRecord,
         grant: &Grant,
-    ) -> Result<(), Error> {
+    ) -> Result<Secret, Error> {
         let mut desired = tenant_secret::render(self.app, secret, &self.content(record, grant))
             .ok_or(Error::MissingObjectKey)?;
         let name = desired.name_any();
@@ -691,7 +690,7 @@ impl Writer<'_> {
                     field_manager: Some(FIELD_MANAGER.to_owned()),
                     ..PostParams::default()
                 };
-                self.secrets.create(&params, &desired).await.map(|_| ())
+                self.secrets.create(&params, &desired).await
             }
             Some(existing) => {
                 desired.metadata.resource_version = existing.metadata.resource_version.clone();
@@ -702,7 +701,6 @@ impl Writer<'_> {
                         &Patch::Apply(&desired),
                     )
                     .await
-                    .map(|_| ())
             }
         };
         result.map_err(|source| Error::WriteSecret {

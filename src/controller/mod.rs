@@ -98,6 +98,34 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Remembers that this version of a tenant Secret holds the secret of `hash` (checked with
+    /// argon2id, or written by this controller), so the next reconcile need not verify it again.
+    fn remember_verified(
+        &self,
+        secret: &k8s_openapi::api::core::v1::Secret,
+        hash: &crate::credentials::hash::PhcHash,
+        kind: SecretKind,
+    ) {
+        let (Some(uid), Some(resource_version)) = (
+            secret.metadata.uid.clone(),
+            secret.metadata.resource_version.clone(),
+        ) else {
+            return;
+        };
+        if let Ok(mut cache) = self.verified.lock() {
+            cache.insert(
+                uid,
+                Verified {
+                    resource_version,
+                    hash: hash.as_str().to_owned(),
+                    kind,
+                },
+            );
+        }
+    }
+}
+
 /// Runs every controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     tokio::join!(
