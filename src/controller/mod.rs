@@ -8,6 +8,7 @@ pub mod conditions;
 mod error;
 mod org;
 pub mod org_plan;
+mod org_triggers;
 mod record_gc;
 
 use std::{
@@ -23,6 +24,7 @@ use kube::{
         Controller,
         controller::{self, Action},
         events::{Recorder, Reporter},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -167,6 +169,8 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
     let apps_by_org = cache.apps.clone();
     let apps_by_ns = cache.apps.clone();
+    let org_triggers = org_triggers::OrgTriggers::default();
+    let orgs = cache.organizations.clone();
     Controller::for_stream(
         changes(&cache, resync_tx.clone(), |c| match c {
             Change::App(app) => Some((*app).clone()),
@@ -175,8 +179,13 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
         cache.apps.clone(),
     )
     .watches_stream(
-        changes(&cache, resync_tx.clone(), |c| match c {
-            Change::Organization(org) => Some((*org).clone()),
+        changes(&cache, resync_tx.clone(), move |c| match c {
+            Change::Organization(org) => {
+                let cached = orgs.get(&ObjectRef::from_obj(org.as_ref())).is_some();
+                org_triggers
+                    .concerns_apps(&org, cached)
+                    .then(|| (*org).clone())
+            }
             _ => None,
         }),
         move |org| app::apps_of_org(&apps_by_org, &org),
