@@ -128,6 +128,15 @@ impl Context {
     }
 }
 
+/// How long an M2MApp's reconcile waits for more triggers. Issuing credentials makes three
+/// writes whose watch events arrive one after the other (the record, the Secret, the status);
+/// without a wait each could start another reconcile, and one that started before the status
+/// event reached the cache saw the old status and wrote it again.
+const APP_DEBOUNCE: Duration = Duration::from_millis(200);
+/// The same for Organizations, whose status counts their apps: a burst of new apps is counted
+/// in one status write instead of one per app.
+const ORG_DEBOUNCE: Duration = Duration::from_millis(500);
+
 /// Runs every controller until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     tokio::join!(
@@ -212,7 +221,11 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
         |record| app::app_of_record(&record),
     )
     .reconcile_all_on(reconcile_all(resync_rx))
-    .with_config(controller::Config::default().concurrency(16))
+    .with_config(
+        controller::Config::default()
+            .concurrency(16)
+            .debounce(APP_DEBOUNCE),
+    )
     .graceful_shutdown_on(async move { shutdown.cancelled().await })
     .run(app::reconcile, error_policy::<crate::api::M2MApp>, ctx)
     .for_each(|_| future::ready(()))
@@ -245,7 +258,11 @@ async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
         |app| org::org_of_app(&app),
     )
     .reconcile_all_on(reconcile_all(resync_rx))
-    .with_config(controller::Config::default().concurrency(4))
+    .with_config(
+        controller::Config::default()
+            .concurrency(4)
+            .debounce(ORG_DEBOUNCE),
+    )
     .graceful_shutdown_on(async move { shutdown.cancelled().await })
     .run(
         org::reconcile,
