@@ -103,35 +103,57 @@ pub async fn run(opts: Options) {
     }
     let table = render(&opts, &points);
     println!("{table}");
-    write_section(&opts.write, "memory", &table);
+    write_section(&opts.write, &marker(), &table);
+}
+
+/// mimalloc's purge delay when set for the run (`MIMALLOC_PURGE_DELAY`, read by the operator's
+/// allocator at start): such runs are written to a section of their own.
+fn purge_delay() -> Option<String> {
+    std::env::var("MIMALLOC_PURGE_DELAY").ok()
+}
+
+fn marker() -> String {
+    purge_delay().map_or("memory".into(), |d| {
+        format!("memory-mimalloc-purge-delay-{d}")
+    })
 }
 
 fn render(opts: &Options, points: &[Point]) -> String {
     let base = points[0].rss;
     let sizes: Vec<String> = opts.sizes.iter().map(ToString::to_string).collect();
     let mut lines = vec![
-        "### Operator memory by the number of M2MApps\n".to_owned(),
         format!(
-            "{}, {}. Command: `hack/bench.sh memory --sizes {} --apps-per-org {}` (a control plane of its own; {} apps per Organization and namespace; each app has its Secret and its client record; RSS is VmRSS of the m2m-operator process, the median of 5 readings 1 s apart once no reconcile ran for {} s).\n",
+            "### Operator memory by the number of M2MApps{}\n",
+            purge_delay().map_or(String::new(), |d| format!(", MIMALLOC_PURGE_DELAY={d}"))
+        ),
+        format!(
+            "{}, {}. Command: `{}hack/bench.sh memory --sizes {} --apps-per-org {}` (a control plane of its own; {} apps per Organization and namespace; each app has its Secret and its client record; RSS is VmRSS of the m2m-operator process, the median of 5 readings 1 s apart once no reconcile ran for {} s).\n",
             date(),
             machine(),
+            purge_delay().map_or(String::new(), |d| format!("MIMALLOC_PURGE_DELAY={d} ")),
             sizes.join(","),
             opts.apps_per_org,
             opts.apps_per_org,
             QUIET.as_secs()
         ),
-        "| M2MApps | RSS MiB | growth from 0 apps, MiB | bytes per app | peak RSS so far (VmHWM) MiB |".into(),
-        "|---|---:|---:|---:|---:|".into(),
+        "| M2MApps | RSS MiB | growth from 0 apps, MiB | bytes per app | bytes per app added since the row above | peak RSS so far (VmHWM) MiB |".into(),
+        "|---|---:|---:|---:|---:|---:|".into(),
     ];
-    for p in points {
+    let bytes_per_app =
+        |mib: f64, apps: usize| format!("{:.0}", mib * 1024.0 * 1024.0 / apps as f64);
+    for (i, p) in points.iter().enumerate() {
         let growth = p.rss - base;
         let per_app = if p.apps > 0 {
-            format!("{:.0}", growth * 1024.0 * 1024.0 / p.apps as f64)
+            bytes_per_app(growth, p.apps)
         } else {
             String::new()
         };
+        let marginal = match i.checked_sub(1).map(|j| &points[j]) {
+            Some(prev) if p.apps > prev.apps => bytes_per_app(p.rss - prev.rss, p.apps - prev.apps),
+            _ => String::new(),
+        };
         lines.push(format!(
-            "| {} | {:.1} | {:.1} | {per_app} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {per_app} | {marginal} | {:.1} |",
             p.label, p.rss, growth, p.peak
         ));
     }
