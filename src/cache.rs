@@ -86,19 +86,24 @@ impl Cache {
             .default_backoff()
             .modify(strip)
             .reflect(writer),
+            namespaces.clone(),
             changes.clone(),
             Change::Namespace,
             shutdown.clone(),
         );
+        // Tenant Secrets only trigger reconciles of their owner: keep just what says who that
+        // is. (Client records carry the managed-by label too; they have a watch of their own.)
+        let tenant_selector = format!("{managed},{LABEL_COMPONENT}!={COMPONENT_CLIENT_RECORD}");
         let (tenant_secrets, writer) = reflector::store();
         spawn_stream(
             watcher(
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                watcher::Config::default().labels(&managed),
+                watcher::Config::default().labels(&tenant_selector),
             )
             .default_backoff()
-            .modify(strip)
+            .modify(keep_identity_and_owners)
             .reflect(writer),
+            tenant_secrets.clone(),
             changes.clone(),
             Change::TenantSecret,
             shutdown.clone(),
@@ -112,6 +117,7 @@ impl Cache {
             .default_backoff()
             .modify(strip)
             .reflect(writer),
+            records.clone(),
             changes.clone(),
             Change::Record,
             shutdown,
@@ -195,22 +201,43 @@ fn strip<K: Resource>(obj: &mut K) {
     }
 }
 
-/// Runs a reflecting watch stream, publishing each touched object as a [`Change`].
+/// What a tenant Secret's cache entry keeps: its identity and its owners (the trigger of its
+/// app's reconcile), not its labels or annotations.
+fn keep_identity_and_owners(secret: &mut PartialObjectMeta<Secret>) {
+    let meta = &mut secret.metadata;
+    *meta = kube::core::ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        owner_references: meta.owner_references.take(),
+        ..Default::default()
+    };
+}
+
+/// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
+/// carries the store's own copy of the object when it is the version just stored, so the
+/// change buffer holds no second copy of the cache.
 fn spawn_stream<K, S>(
     stream: S,
+    store: Store<K>,
     changes: broadcast::Sender<Change>,
     wrap: fn(Arc<K>) -> Change,
     shutdown: CancellationToken,
 ) where
     K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
     let kind = std::any::type_name::<K>();
     let run = stream.touched_objects().for_each(move |result| {
         match result {
             Ok(obj) => {
+                let stored = store
+                    .get(&reflector::ObjectRef::from_obj(&obj))
+                    .filter(|s| s.meta().resource_version == obj.meta().resource_version);
                 // No subscriber (not the leader) is fine.
-                let _ = changes.send(wrap(Arc::new(obj)));
+                let _ = changes.send(wrap(stored.unwrap_or_else(|| Arc::new(obj))));
             }
             Err(e) => tracing::warn!(kind, error = %e, "watch error; retrying with backoff"),
         }
@@ -242,7 +269,7 @@ where
         .try_filter_map(|event| future::ready(Ok(valid_only(event))))
         .modify(strip)
         .reflect(writer);
-    spawn_stream(events, changes, wrap, shutdown);
+    spawn_stream(events, store.clone(), changes, wrap, shutdown);
     store
 }
 
