@@ -170,6 +170,10 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
         !server.is_finished(),
         "the listener waits for the in-flight request"
     );
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "new connections are refused while the in-flight request is still open"
+    );
     stream.write_all(BODY.as_bytes()).unwrap();
     let status = tokio::task::spawn_blocking(move || read_response(&mut stream))
         .await
@@ -180,8 +184,4 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
         .expect("the listener stops once the request is answered")
         .unwrap()
         .unwrap();
-    assert!(
-        TcpStream::connect(addr).is_err(),
-        "no new connections after shutdown"
-    );
 }

@@ -178,6 +178,9 @@ async fn serve_per_core(
             return Err(ServeError::Thread("a serving thread stopped".into()));
         }
     }
+    // Close the socket now, not when the in-flight requests are done: new connections are
+    // refused (a client retries another replica) instead of waiting in the backlog.
+    drop(listener);
     drop(handoffs);
     for finished in done {
         match finished.await {
