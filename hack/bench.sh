@@ -3,7 +3,7 @@
 # from Debian's packages) on first use, builds the release benchmark binary and runs a scenario; results are printed and
 # written into docs/benchmarks.md.
 #
-#   hack/bench.sh token [--apps N] [--seconds S] [--connections C]
+#   hack/bench.sh token [--apps N] [--rounds R] [--seconds S] [--connections C]
 #   hack/bench.sh flood [--apps N] [--seconds S] [--connections C] [--rate R]
 #   hack/bench.sh reconcile [--apps N] [--orgs M] [--concurrency C]
 #   hack/bench.sh memory [--sizes 1000,10000] [--apps-per-org K]

@@ -42,6 +42,9 @@ enum Scenario {
         /// Apps in the index.
         #[arg(long, default_value_t = 100)]
         apps: u64,
+        /// Rounds of (peak, half of peak, raw signing); the table shows their medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
         /// Seconds per load run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -138,12 +141,13 @@ fn main() {
     match Cli::parse().scenario {
         Scenario::Token {
             apps,
+            rounds,
             seconds,
             connections,
             write,
             oha,
             wrk,
-        } => token::run(apps, seconds, connections, &write, &oha, &wrk),
+        } => token::run(apps, rounds, seconds, connections, &write, &oha, &wrk),
         Scenario::Reconcile {
             apps,
             orgs,
