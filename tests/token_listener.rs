@@ -1,6 +1,5 @@
-//! The plain-HTTP token listener over real TCP: connections spread over the serving threads are
-//! all answered, each with its own peer address, and a shutdown lets in-flight requests finish
-//! before the listener closes.
+//! The plain-HTTP token listener over real TCP: concurrent keep-alive connections are all
+//! answered, and a shutdown closes the listening socket at once while in-flight requests finish.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -130,9 +129,9 @@ async fn start() -> (
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_connection_is_answered_whichever_thread_serves_it() {
+async fn every_keep_alive_connection_is_answered() {
     let (addr, shutdown, server) = start().await;
-    // More keep-alive connections than serving threads, several requests each.
+    // More keep-alive connections than runtime workers, several requests each.
     let clients: Vec<_> = (0..8)
         .map(|_| {
             std::thread::spawn(move || {

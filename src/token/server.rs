@@ -1,5 +1,5 @@
-//! The token listener: plain HTTP served by one single-threaded runtime per core, or HTTPS with
-//! a certificate that is reloaded when its files change.
+//! The token listener: plain HTTP, or HTTPS with a certificate that is reloaded when its files
+//! change. Both serve on the caller's (multi-threaded) runtime with TCP_NODELAY.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -23,8 +23,6 @@ pub enum ServeError {
     },
     #[error("token server failed: {0}")]
     Serve(#[source] std::io::Error),
-    #[error("a token serving thread failed: {0}")]
-    Thread(String),
 }
 
 /// A certificate and key (PEM files) for the token listener.
@@ -49,7 +47,19 @@ pub async fn serve(
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
         tracing::info!(%addr, "token endpoint listening (HTTP)");
-        return serve_per_core(listener, app, shutdown).await;
+        // A response is one small write; never hold it back for an ACK (axum does not set it).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        // On `shutdown` the listening socket closes at once (new connections are refused, a
+        // client retries another replica) and the requests in flight finish.
+        return axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(ServeError::Serve);
     };
     let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
     let tls_error = |source| ServeError::Tls {
@@ -104,119 +114,5 @@ async fn reload_tls(config: RustlsConfig, files: TlsFiles, shutdown: Cancellatio
                 }
             }
         }
-    }
-}
-
-/// Serving threads: one per core the process may use.
-fn serving_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-}
-
-/// Plain HTTP: this runtime accepts and hands each connection, round robin, to one of
-/// [`serving_threads`] threads that each run a single-threaded runtime. A request is then parsed,
-/// answered and written by one thread without cross-thread wakeups (measured in
-/// docs/benchmarks.md). Graceful: on `shutdown` accepting stops and every thread finishes its
-/// in-flight requests.
-async fn serve_per_core(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let local = listener.local_addr().map_err(ServeError::Serve)?;
-    let mut handoffs = Vec::new();
-    let mut done = Vec::new();
-    for n in 0..serving_threads() {
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        let (finished, finished_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        std::thread::Builder::new()
-            .name(format!("m2m-token-{n}"))
-            .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| {
-                        rt.block_on(async move {
-                            let listener = Handoff { rx, local }.tap_io(|tcp| {
-                                // A response is one small write; never hold it back for an ACK.
-                                let _ = tcp.set_nodelay(true);
-                            });
-                            axum::serve(
-                                listener,
-                                app.into_make_service_with_connect_info::<SocketAddr>(),
-                            )
-                            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                            .await
-                        })
-                    });
-                let _ = finished.send(result);
-            })
-            .map_err(ServeError::Serve)?;
-        handoffs.push(tx);
-        done.push(finished_rx);
-    }
-    let mut next = 0;
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accepting a token connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(stream) = stream.into_std() else {
-            continue;
-        };
-        next = (next + 1) % handoffs.len();
-        if handoffs[next].send((stream, peer)).await.is_err() {
-            return Err(ServeError::Thread("a serving thread stopped".into()));
-        }
-    }
-    // Close the socket now, not when the in-flight requests are done: new connections are
-    // refused (a client retries another replica) instead of waiting in the backlog.
-    drop(listener);
-    drop(handoffs);
-    for finished in done {
-        match finished.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ServeError::Serve(e)),
-            Err(_) => return Err(ServeError::Thread("a serving thread panicked".into())),
-        }
-    }
-    Ok(())
-}
-
-/// The connections [`serve_per_core`] hands to one serving thread, as an axum listener.
-struct Handoff {
-    rx: tokio::sync::mpsc::Receiver<(std::net::TcpStream, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for Handoff {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Some((stream, peer)) = self.rx.recv().await else {
-                // Accepting has stopped: only the graceful shutdown ends this listener.
-                return std::future::pending().await;
-            };
-            // Registers the socket with this thread's runtime.
-            match tokio::net::TcpStream::from_std(stream) {
-                Ok(io) => return (io, peer),
-                Err(error) => tracing::warn!(%error, "cannot serve a token connection"),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }
