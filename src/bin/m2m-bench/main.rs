@@ -48,7 +48,8 @@ enum Scenario {
         /// Seconds per load run.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Concurrent connections of the load generator.
+        /// Concurrent connections of the load generator (docs/benchmarks.md has the figures
+        /// from 16 to 256 on this machine).
         #[arg(long, default_value_t = 16)]
         connections: u64,
         /// Markdown file to write the table into (between this scenario's markers).
