@@ -189,6 +189,13 @@ pub struct M2MAppStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+
+    /// The version of the Secret the controller last confirmed to hold a recorded secret
+    /// (`<Secret uid>/<resourceVersion>/<current|pending|previous>/<digest of that hash>`), so a
+    /// restarted controller need not check an unchanged Secret with argon2id again. Internal;
+    /// holds no secret and no hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_secret: Option<String>,
 }
 
 /// Rotation state of an app's client secret.

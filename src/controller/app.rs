@@ -128,7 +128,7 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
             name: secret_name.clone(),
             source,
         })?;
-    let state = classify(ctx, secret.as_ref(), &keys.uid, record.as_ref()).await?;
+    let state = classify(ctx, app, secret.as_ref(), &keys.uid, record.as_ref()).await?;
 
     // Plan.
     let step = app_plan::credential_step(&grant, state, record.as_ref(), now);
@@ -228,7 +228,7 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
 
     // Status.
     let conflict = state == SecretState::Foreign && grant.is_ok();
-    let desired = app_plan::status(&StatusInputs {
+    let mut desired = app_plan::status(&StatusInputs {
         app,
         grant: &grant,
         block,
@@ -237,6 +237,11 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         every: rotation_every(app),
         now,
     });
+    // The Secret version verified last (this reconcile's writes included), for the next process.
+    // A marker of an older version matches nothing; it stays until a newer one is known.
+    if let Some(verified) = ctx.remembered(&keys.uid) {
+        desired.verified_secret = Some(verified.marker());
+    }
     let old_reason = app
         .status
         .as_ref()
@@ -311,6 +316,7 @@ fn existing<'a>(
 /// argon2id only when the Secret or the hashes changed since the last check.
 async fn classify(
     ctx: &Context,
+    app: &M2MApp,
     secret: Option<&Secret>,
     uid: &str,
     record: Option<&ClientRecord>,
@@ -350,20 +356,29 @@ async fn classify(
             .collect();
     let secret_uid = secret.metadata.uid.clone().unwrap_or_default();
     let resource_version = secret.metadata.resource_version.clone().unwrap_or_default();
-    let remembered = ctx
-        .verified
-        .lock()
-        .ok()
-        .and_then(|cache| cache.get(&secret_uid).cloned())
-        .filter(|v| v.resource_version == resource_version)
-        .filter(|v| {
-            candidates
-                .iter()
-                .any(|(h, k)| h.as_str() == v.hash && *k == v.kind)
-        });
-    if let Some(v) = remembered {
+    // Verified before: by this process (memory), or by any earlier one (the marker it left in
+    // the status). Either names the Secret version and the hash, so an edit or a new hash
+    // does not match.
+    let in_memory = ctx
+        .remembered(uid)
+        .filter(|v| v.secret_uid == secret_uid && v.resource_version == resource_version)
+        .filter(|v| candidates.iter().any(|(h, k)| *h == v.hash && *k == v.kind))
+        .map(|v| v.kind);
+    let in_status = || {
+        let marker = app.status.as_ref()?.verified_secret.as_deref()?;
+        candidates
+            .iter()
+            .find(|(hash, kind)| {
+                app_plan::verified_marker(&secret_uid, &resource_version, *kind, hash) == marker
+            })
+            .map(|(hash, kind)| {
+                ctx.remember_verified(uid, secret, hash, *kind);
+                *kind
+            })
+    };
+    if let Some(kind) = in_memory.or_else(in_status) {
         return Ok(SecretState::Ours {
-            matched: Some(v.kind),
+            matched: Some(kind),
             readable: true,
         });
     }
@@ -382,7 +397,7 @@ async fn classify(
     .await
     .map_err(Error::Blocking)?;
     if let Some((hash, kind)) = &matched {
-        ctx.remember_verified(secret, hash, *kind);
+        ctx.remember_verified(uid, secret, hash, *kind);
     }
     Ok(SecretState::Ours {
         matched: matched.map(|(_, kind)| kind),
@@ -439,8 +454,12 @@ impl Writer<'_> {
         self.write_record(&record, record_secret).await?;
         let written = self.write_secret(existing, &secret, &record, grant).await?;
         // This controller wrote that secret: the next reconcile need not argon2-verify it.
-        self.ctx
-            .remember_verified(&written, &record.current, SecretKind::Current);
+        self.ctx.remember_verified(
+            &self.keys.uid,
+            &written,
+            &record.current,
+            SecretKind::Current,
+        );
         let (action, reason, note) = match cause {
             IssueCause::First => (
                 "issued",
@@ -585,8 +604,12 @@ impl Writer<'_> {
             .await?;
         let record = self.promote_pending(record);
         self.write_record(&record, Some(&written)).await?;
-        self.ctx
-            .remember_verified(&written_secret, &record.current, SecretKind::Current);
+        self.ctx.remember_verified(
+            &self.keys.uid,
+            &written_secret,
+            &record.current,
+            SecretKind::Current,
+        );
         self.ctx
             .metrics
             .credentials
@@ -724,8 +747,18 @@ impl Writer<'_> {
         if tenant_secret::in_sync(existing, &desired) {
             return Ok(());
         }
-        self.write_secret(Some(existing), &secret, record, grant)
+        let written = self
+            .write_secret(Some(existing), &secret, record, grant)
             .await?;
+        // The same secret in a new version of the Secret: what was verified of the old version
+        // holds for it.
+        if let Some(verified) = self.ctx.remembered(&self.keys.uid).filter(|v| {
+            Some(&v.secret_uid) == existing.metadata.uid.as_ref()
+                && Some(&v.resource_version) == existing.metadata.resource_version.as_ref()
+        }) {
+            self.ctx
+                .remember_verified(&self.keys.uid, &written, &verified.hash, verified.kind);
+        }
         publish(
             self.ctx,
             self.app,

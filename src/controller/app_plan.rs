@@ -11,7 +11,10 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp}
 use super::conditions;
 use crate::{
     api::{M2MApp, M2MAppStatus, RotationStatus, conditions::app_reasons},
-    credentials::record::{ClientRecord, SecretKind},
+    credentials::{
+        hash::PhcHash,
+        record::{ClientRecord, SecretKind},
+    },
     tenancy::{Block, Grant, Refusal},
 };
 
@@ -175,7 +178,31 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
         }),
         conditions: vec![condition],
         observed_generation: app.metadata.generation,
+        // Kept; the reconcile replaces it when it verified a newer version of the Secret.
+        verified_secret: app.status.as_ref().and_then(|s| s.verified_secret.clone()),
     }
+}
+
+/// The `status.verifiedSecret` value saying that this version (`uid`, `resource_version`) of an
+/// app's Secret holds the secret of the record's `kind` hash. It names the hash by a digest (a
+/// hash of the PHC string, never of the secret), so a new hash of that kind no longer matches.
+pub fn verified_marker(
+    secret_uid: &str,
+    resource_version: &str,
+    kind: SecretKind,
+    hash: &PhcHash,
+) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, hash.as_str().as_bytes());
+    let short: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let kind = match kind {
+        SecretKind::Current => "current",
+        SecretKind::Pending => "pending",
+        SecretKind::Previous => "previous",
+    };
+    format!("{secret_uid}/{resource_version}/{kind}/{short}")
 }
 
 #[cfg(test)]
@@ -196,6 +223,48 @@ mod tests {
             "current": "$argon2id$current", "revision": 1, "lastRotationTime": "2026-01-01T00:00:00Z"
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_verified_marker_names_the_secret_version_and_the_hash_but_holds_neither_hash_nor_secret()
+    {
+        let phc = |s: &str| -> PhcHash { serde_json::from_value(serde_json::json!(s)).unwrap() };
+        let hash = phc(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+        );
+        let other = phc("$argon2id$v=19$m=19456,t=2,p=1$b3RoZXI$b3RoZXI");
+        let marker = verified_marker("uid-1", "42", SecretKind::Current, &hash);
+        assert_eq!(
+            marker,
+            verified_marker("uid-1", "42", SecretKind::Current, &hash)
+        );
+        assert!(marker.starts_with("uid-1/42/current/"), "{marker}");
+        for (changed, what) in [
+            (
+                verified_marker("uid-2", "42", SecretKind::Current, &hash),
+                "Secret uid",
+            ),
+            (
+                verified_marker("uid-1", "43", SecretKind::Current, &hash),
+                "resourceVersion",
+            ),
+            (
+                verified_marker("uid-1", "42", SecretKind::Previous, &hash),
+                "kind",
+            ),
+            (
+                verified_marker("uid-1", "42", SecretKind::Current, &other),
+                "hash",
+            ),
+        ] {
+            assert_ne!(
+                changed, marker,
+                "a different {what} gives a different marker"
+            );
+        }
+        for part in hash.as_str().split('$').filter(|p| p.len() > 8) {
+            assert!(!marker.contains(part), "no part of the hash in {marker}");
+        }
     }
 
     fn ok() -> Result<Grant, Refusal> {

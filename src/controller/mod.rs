@@ -64,16 +64,29 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent argon2id work (memory and CPU) to the number of cores.
     hashing: Semaphore,
-    /// Tenant Secrets already verified against a hash, by Secret UID, so an unchanged Secret
-    /// is not argon2-verified again.
+    /// By app UID: the version of its Secret last verified against a hash (argon2id, or
+    /// written by this controller), so an unchanged Secret is not argon2-verified again.
     verified: Mutex<HashMap<String, Verified>>,
 }
 
 #[derive(Clone, Debug)]
 struct Verified {
+    secret_uid: String,
     resource_version: String,
-    hash: String,
+    hash: crate::credentials::hash::PhcHash,
     kind: SecretKind,
+}
+
+impl Verified {
+    /// Its `status.verifiedSecret` value.
+    fn marker(&self) -> String {
+        app_plan::verified_marker(
+            &self.secret_uid,
+            &self.resource_version,
+            self.kind,
+            &self.hash,
+        )
+    }
 }
 
 impl Context {
@@ -101,15 +114,16 @@ impl Context {
 }
 
 impl Context {
-    /// Remembers that this version of a tenant Secret holds the secret of `hash` (checked with
+    /// Remembers that this version of an app's Secret holds the secret of `hash` (checked with
     /// argon2id, or written by this controller), so the next reconcile need not verify it again.
     fn remember_verified(
         &self,
+        app_uid: &str,
         secret: &k8s_openapi::api::core::v1::Secret,
         hash: &crate::credentials::hash::PhcHash,
         kind: SecretKind,
     ) {
-        let (Some(uid), Some(resource_version)) = (
+        let (Some(secret_uid), Some(resource_version)) = (
             secret.metadata.uid.clone(),
             secret.metadata.resource_version.clone(),
         ) else {
@@ -117,14 +131,20 @@ impl Context {
         };
         if let Ok(mut cache) = self.verified.lock() {
             cache.insert(
-                uid,
+                app_uid.to_owned(),
                 Verified {
+                    secret_uid,
                     resource_version,
-                    hash: hash.as_str().to_owned(),
+                    hash: hash.clone(),
                     kind,
                 },
             );
         }
+    }
+
+    /// What is remembered for this app's Secret (of whichever version).
+    fn remembered(&self, app_uid: &str) -> Option<Verified> {
+        self.verified.lock().ok()?.get(app_uid).cloned()
     }
 }
 

@@ -456,6 +456,20 @@ async fn snapshot(
     out
 }
 
+/// A value of the operator's `/metrics` (0 when the series does not exist yet).
+async fn metric(op: &Operator, series: &str) -> f64 {
+    op.metrics()
+        .await
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+const ARGON2_VERIFICATIONS: &str = "m2m_controller_argon2_duration_seconds_count{op=\"verify\"}";
+const APP_RECONCILES: &str = "m2m_reconciles_total{kind=\"M2MApp\",result=\"success\"}";
+
 #[tokio::test]
 async fn restarts_change_no_secret_no_client_id_and_write_nothing() {
     let client = common::client().await;
@@ -494,12 +508,70 @@ async fn restarts_change_no_secret_no_client_id_and_write_nothing() {
             },
         )
         .await;
+        wait_for(
+            "the restarted operator to reconcile every app",
+            Duration::from_secs(20),
+            || async {
+                match metric(&op, APP_RECONCILES).await {
+                    n if n >= names.len() as f64 => Ok(()),
+                    n => Err(format!("{n} reconciles")),
+                }
+            },
+        )
+        .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            metric(&op, ARGON2_VERIFICATIONS).await,
+            0.0,
+            "a restarted controller does not argon2-verify Secrets that did not change \
+             (status.verifiedSecret names the version verified last)"
+        );
     }
     let after = snapshot(&client, &ns.name, &names).await;
     assert_eq!(
         before, after,
         "(secret, client_id, Secret rv, record rv, app rv) changed across restarts"
+    );
+
+    // A Secret edited while no operator runs is still found out: its version changed.
+    op.terminate();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    secrets
+        .patch(
+            "one-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"client_secret": "m2msec_edited-by-hand"}})),
+        )
+        .await
+        .expect("edit client_secret");
+    let op = Operator::start_with(&client, options.clone()).await;
+    wait_event(&client, &ns.name, "one", "SecretRepaired").await;
+    let repaired = wait_for("a new secret", Duration::from_secs(20), || async {
+        let secret = get_secret(&client, &ns.name, "one-credentials")
+            .await
+            .ok_or("no Secret")?;
+        let d = data(&secret);
+        if d["client_secret"] == "m2msec_edited-by-hand" || d["client_secret"] == before[0].0 {
+            Err("not repaired yet".to_owned())
+        } else {
+            Ok(d)
+        }
+    })
+    .await;
+    let app = get_app(&client, &ns.name, "one").await;
+    let rec = record(&client, &uid(&app)).await.expect("record");
+    assert!(verify(&repaired["client_secret"], &rec.current));
+    wait_for("every app reconciled", Duration::from_secs(20), || async {
+        match metric(&op, APP_RECONCILES).await {
+            n if n >= names.len() as f64 => Ok(()),
+            n => Err(format!("{n} reconciles")),
+        }
+    })
+    .await;
+    assert_eq!(
+        metric(&op, ARGON2_VERIFICATIONS).await,
+        1.0,
+        "only the edited Secret was verified"
     );
     delete_org(&client, &org).await;
     ns.delete().await;
