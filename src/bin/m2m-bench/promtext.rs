@@ -86,7 +86,7 @@ pub fn sum(samples: &[Sample], name: &str, filter: &[(&str, &str)]) -> f64 {
                 .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|s| s.value)
-        .sum()
+        .fold(0.0, |sum, v| sum + v) // `Sum` starts at -0.0, which prints as "-0"
 }
 
 /// Sums of `name` grouped by the values of `keys`.
