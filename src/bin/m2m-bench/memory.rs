@@ -78,21 +78,17 @@ pub async fn run(opts: Options) {
     drop(watch);
     let largest = opts.sizes.last().copied().unwrap_or(0);
     if largest > 0 {
-        // A restarted operator re-checks every app once (argon2id) before it is quiet.
+        // A restarted operator reconciles every app once before it is quiet.
         operator.stop();
         let mut fresh = Operator::spawn("memory-restarted", &[]);
         fresh.wait_ready(Duration::from_secs(120)).await;
         fresh
             .settle(QUIET, settle, |m| {
-                promtext::sum(
-                    m,
-                    "m2m_controller_argon2_duration_seconds_count",
-                    &[("op", "verify")],
-                ) >= largest as f64
+                promtext::sum(m, "m2m_reconciles_total", &[("kind", "M2MApp")]) >= largest as f64
             })
             .await;
         points.push(Point {
-            label: format!("{largest}, restarted process (after its startup checks)"),
+            label: format!("{largest}, restarted process (after its first pass over every app)"),
             apps: largest,
             rss: fresh.steady_rss_mib(5).await,
             peak: fresh.peak_rss_mib(),
