@@ -2,24 +2,17 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use k8s_openapi::{
-    api::core::v1::Namespace,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api, Client, ResourceExt,
-    api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
-    discovery::Scope,
-    runtime::wait::{await_condition, conditions},
+    Api, Client,
+    api::{DeleteParams, PostParams},
 };
-use serde::Deserialize;
+use m2m_operator::testing::install;
 use tokio::sync::OnceCell;
 
 pub const TEST_MANAGER: &str = "m2m-cluster-tests";
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use m2m_operator::testing::install::repo_root;
 
 /// A client for the test control plane. Panics with a clear message when there is none.
 pub async fn client() -> Client {
@@ -42,27 +35,8 @@ static CRDS: OnceCell<()> = OnceCell::const_new();
 
 /// Installs `charts/m2m-operator/crds/*.yaml` with server-side apply (once per test run) and waits until Established.
 pub async fn install_crds(client: &Client) {
-    CRDS.get_or_init(|| async {
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in checked_in_crds() {
-            let name = crd.name_any();
-            api.patch(
-                &name,
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                await_condition(api.clone(), &name, conditions::is_crd_established()),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("CRD {name} not Established within 30s"))
-            .unwrap_or_else(|e| panic!("watching CRD {name}: {e}"));
-        }
-    })
-    .await;
+    CRDS.get_or_init(|| install::crds(client, TEST_MANAGER))
+        .await;
 }
 
 static RBAC: OnceCell<()> = OnceCell::const_new();
@@ -70,76 +44,8 @@ static RBAC: OnceCell<()> = OnceCell::const_new();
 /// The operator's ServiceAccount and RBAC exactly as `deploy/m2m-operator.yaml` (rendered from
 /// the chart) declares them, applied once per test run.
 pub async fn install_operator_rbac(client: &Client) {
-    RBAC.get_or_init(|| async {
-        let path = repo_root().join("deploy/m2m-operator.yaml");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let kinds = [
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
-        ];
-        let mut applied = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc).expect("a YAML document");
-            if value.is_null() {
-                continue;
-            }
-            let obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
-            let Some(types) = obj.types.clone() else {
-                continue;
-            };
-            if !kinds.contains(&types.kind.as_str()) {
-                continue;
-            }
-            let gvk = GroupVersionKind::try_from(&types).expect("apiVersion and kind");
-            let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
-                .await
-                .unwrap_or_else(|e| panic!("discovering {gvk:?}: {e}"));
-            let api: Api<DynamicObject> = match (caps.scope, obj.namespace()) {
-                (Scope::Namespaced, Some(ns)) => {
-                    Api::namespaced_with(client.clone(), &ns, &resource)
-                }
-                (Scope::Namespaced, None) => {
-                    panic!("{} {} has no namespace", types.kind, obj.name_any())
-                }
-                (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
-            };
-            api.patch(
-                &obj.name_any(),
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("applying {} {}: {e}", types.kind, obj.name_any()));
-            applied.push(types.kind);
-        }
-        for kind in kinds {
-            assert!(
-                applied.iter().any(|k| k == kind),
-                "deploy/m2m-operator.yaml has no {kind}"
-            );
-        }
-    })
-    .await;
-}
-
-/// The CRDs as checked in under `charts/m2m-operator/crds/`.
-pub fn checked_in_crds() -> Vec<CustomResourceDefinition> {
-    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("charts/m2m-operator/crds"))
-        .expect("charts/m2m-operator/crds/ exists")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).expect("read CRD");
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        })
-        .collect()
+    RBAC.get_or_init(|| install::operator_rbac(client, TEST_MANAGER))
+        .await;
 }
 
 /// The leak scan's folder (`M2M_LEAK_DIR`, set by `hack/test.sh`): tests write into it every

@@ -6,8 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, Client, api::PostParams};
+use kube::Client;
 
 /// Namespace the operator runs in during tests (client records, Lease): the namespace
 /// `deploy/m2m-operator.yaml` installs into.
@@ -53,22 +52,7 @@ pub struct Operator {
 }
 
 pub async fn ensure_operator_namespace(client: &Client) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    if api
-        .get_opt(OPERATOR_NAMESPACE)
-        .await
-        .expect("get namespace")
-        .is_none()
-    {
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": OPERATOR_NAMESPACE}}))
-                .unwrap();
-        match api.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("creating {OPERATOR_NAMESPACE}: {e}"),
-        }
-    }
+    m2m_operator::testing::install::namespace(client, OPERATOR_NAMESPACE).await;
 }
 
 fn free_port() -> u16 {

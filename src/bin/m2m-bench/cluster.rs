@@ -11,19 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{
-    api::core::v1::Namespace,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use kube::{
-    Api, Client, ResourceExt,
-    api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
-    discovery::Scope,
-    runtime::wait::{await_condition, conditions},
-};
-use serde::Deserialize;
-
 use crate::{http, procfs, promtext};
+use kube::Client;
+use m2m_operator::testing::install;
 
 /// Field manager of everything the benchmarks write.
 pub const MANAGER: &str = "m2m-bench";
@@ -34,10 +24,6 @@ const OPERATOR_USER: &str = "system:serviceaccount:m2m-system:m2m-operator";
 const OPERATOR_GROUPS: &str =
     "system:serviceaccounts,system:serviceaccounts:m2m-system,system:authenticated";
 pub const ISSUER: &str = "https://m2m.bench.example";
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A client for the bench plane; panics with the way to get one.
 pub async fn client() -> Client {
@@ -57,87 +43,9 @@ pub async fn client() -> Client {
 
 /// CRDs, the operator namespace and the chart's ServiceAccount and RBAC.
 pub async fn prepare(client: &Client) {
-    install_crds(client).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": OPERATOR_NAMESPACE}}))
-            .unwrap();
-    match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("creating {OPERATOR_NAMESPACE}: {e}"),
-    }
-    install_operator_rbac(client).await;
-}
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = repo_root().join("charts/m2m-operator/crds");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for file in files {
-        let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(api.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("CRD {name} not Established within 30s"))
-        .unwrap_or_else(|e| panic!("watching CRD {name}: {e}"));
-    }
-}
-
-/// The ServiceAccount and RBAC objects of `deploy/m2m-operator.yaml`.
-async fn install_operator_rbac(client: &Client) {
-    let path = repo_root().join("deploy/m2m-operator.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kinds = [
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-    ];
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(doc).unwrap();
-        if value.is_null() {
-            continue;
-        }
-        let obj: DynamicObject = serde_yaml::from_value(value).unwrap();
-        let Some(types) = obj.types.clone() else {
-            continue;
-        };
-        if !kinds.contains(&types.kind.as_str()) {
-            continue;
-        }
-        let gvk = GroupVersionKind::try_from(&types).unwrap();
-        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
-        let api: Api<DynamicObject> = match (caps.scope, obj.namespace()) {
-            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), &ns, &resource),
-            (Scope::Namespaced, None) => panic!("{} has no namespace", obj.name_any()),
-            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
-        };
-        api.patch(
-            &obj.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {} {}: {e}", types.kind, obj.name_any()));
-    }
+    install::crds(client, MANAGER).await;
+    install::namespace(client, OPERATOR_NAMESPACE).await;
+    install::operator_rbac(client, MANAGER).await;
 }
 
 /// The API server's `/metrics`, parsed.

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    load::{Load, oha, wrk},
+    load::{self, Load, oha},
     promtext,
     report::{date, machine, write_section},
     token::{SECRET, basic_auth, config, serve_token, world},
@@ -79,24 +79,14 @@ pub fn run(opts: Options) {
     let first = oha(&opts.oha, &token_url, 1, 1, None, Some(&legit));
     assert!(first.ok > 0.99, "warm-up requests failed: {first:?}");
     let legit_load = || {
-        if opts.wrk.is_empty() {
-            oha(
-                &opts.oha,
-                &token_url,
-                opts.seconds,
-                opts.connections,
-                None,
-                Some(&legit),
-            )
-        } else {
-            wrk(
-                &opts.wrk,
-                &token_url,
-                opts.seconds,
-                opts.connections,
-                Some(&legit),
-            )
-        }
+        load::peak(
+            &opts.oha,
+            &opts.wrk,
+            &token_url,
+            opts.seconds,
+            opts.connections,
+            Some(&legit),
+        )
     };
     // A flood runs one second longer on each side than the legitimate load it surrounds.
     let with_flood = |target: String, rate: Option<f64>, auth: Option<String>| {

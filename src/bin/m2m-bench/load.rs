@@ -31,6 +31,22 @@ done = function(summary, latency, requests)
 end
 "#;
 
+/// A peak-throughput run: with wrk (one thread), or with oha when `wrk_bin` is empty.
+pub fn peak(
+    oha_bin: &str,
+    wrk_bin: &str,
+    url: &str,
+    seconds: u64,
+    connections: u64,
+    auth: Option<&str>,
+) -> Load {
+    if wrk_bin.is_empty() {
+        oha(oha_bin, url, seconds, connections, None, auth)
+    } else {
+        wrk(wrk_bin, url, seconds, connections, auth)
+    }
+}
+
 /// A peak-throughput run with wrk (one thread).
 pub fn wrk(bin: &str, url: &str, seconds: u64, connections: u64, auth: Option<&str>) -> Load {
     let script = std::env::temp_dir().join(format!("m2m-bench-{}.lua", std::process::id()));

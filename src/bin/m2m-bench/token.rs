@@ -27,7 +27,7 @@ use m2m_operator::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    load::{Load, oha, wrk},
+    load::{self, Load, oha},
     report::{date, machine, write_section},
     stats::median,
 };
@@ -204,11 +204,7 @@ pub fn run(
     );
     assert!(first.ok > 0.99, "warm-up requests failed: {first:?}");
     let peak = |u: String, auth: Option<&str>| {
-        if wrk_bin.is_empty() {
-            oha(oha_bin, &u, seconds, connections, None, auth)
-        } else {
-            wrk(wrk_bin, &u, seconds, connections, auth)
-        }
+        load::peak(oha_bin, wrk_bin, &u, seconds, connections, auth)
     };
     let healthz = peak(url(health, "/healthz"), None);
     // Rounds, each measuring the token server and the raw signing rate back to back: the ratios

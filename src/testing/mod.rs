@@ -1,5 +1,8 @@
 //! Building a filled [`Cache`] and a key ring without a cluster, for the HTTP tests, the
-//! benchmarks and the fuzzers. Not used by the operator.
+//! benchmarks and the fuzzers; [`install`] puts what the operator needs into a real cluster for
+//! the cluster tests and the scale benchmarks. Not used by the operator.
+
+pub mod install;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use k8s_openapi::{
