@@ -7,7 +7,14 @@
 //! - Namespaces and the tenant Secrets the operator manages: metadata only (labels, owners).
 //! - Client records: Secrets in the operator's namespace, with data (they hold the hashes).
 
-use std::{fmt::Debug, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -49,6 +56,8 @@ pub enum Change {
 #[derive(Clone)]
 pub struct Cache {
     pub organizations: Store<Organization>,
+    /// The Organizations grouped by code (kept in step with `organizations`).
+    pub org_codes: Arc<OrgCodes>,
     pub apps: Store<M2MApp>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub tenant_secrets: Store<PartialObjectMeta<Secret>>,
@@ -60,6 +69,7 @@ impl Cache {
     /// Starts the watches on the runtime; they run until `shutdown`.
     pub fn start(client: &Client, operator_namespace: &str, shutdown: CancellationToken) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let org_codes = Arc::new(OrgCodes::default());
         let managed = format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}");
         let records_selector = format!("{managed},{LABEL_COMPONENT}={COMPONENT_CLIENT_RECORD}");
 
@@ -68,6 +78,7 @@ impl Cache {
             watcher::Config::default(),
             changes.clone(),
             Change::Organization,
+            Some(org_codes.clone()),
             shutdown.clone(),
         );
         let apps = spawn_guarded(
@@ -75,6 +86,7 @@ impl Cache {
             watcher::Config::default(),
             changes.clone(),
             Change::App,
+            None,
             shutdown.clone(),
         );
         let (namespaces, writer) = reflector::store();
@@ -124,6 +136,7 @@ impl Cache {
         );
         Self {
             organizations,
+            org_codes,
             apps,
             namespaces,
             tenant_secrets,
@@ -143,6 +156,7 @@ impl Cache {
         let (records, records_w) = reflector::store();
         let cache = Self {
             organizations,
+            org_codes: Arc::new(OrgCodes::default()),
             apps,
             namespaces,
             tenant_secrets,
@@ -190,6 +204,59 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     writer.apply_watcher_event(&watcher::Event::Apply(obj));
+}
+
+/// The Organizations grouped by their effective code, so the token endpoint learns which
+/// Organizations share a code with one map lookup instead of a scan of every Organization on
+/// every request. Rebuilt from the store on the first use after any Organization changed.
+#[derive(Default)]
+pub struct OrgCodes {
+    /// Bumped after each Organization event has reached the store.
+    changes: AtomicU64,
+    built: RwLock<BuiltCodes>,
+}
+
+#[derive(Default)]
+struct BuiltCodes {
+    /// The `changes` count read before the store was read; `None` until first built.
+    at: Option<u64>,
+    by_code: HashMap<String, Vec<Arc<Organization>>>,
+}
+
+impl OrgCodes {
+    /// Records that the Organization store changed (the watch calls this; so must whoever
+    /// writes a detached cache's Organizations).
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every Organization in `store` whose effective code is `code`, as of a snapshot taken
+    /// after the last [`Self::changed`].
+    pub fn sharing(&self, code: &str, store: &Store<Organization>) -> Vec<Arc<Organization>> {
+        // Read the count before the store: a change landing in between makes the next call
+        // rebuild again, never keeps a snapshot older than its label.
+        let seen = self.changes.load(Ordering::Acquire);
+        if let Ok(built) = self.built.read()
+            && built.at == Some(seen)
+        {
+            return built.by_code.get(code).cloned().unwrap_or_default();
+        }
+        let mut by_code: HashMap<String, Vec<Arc<Organization>>> = HashMap::new();
+        for org in store.state() {
+            by_code
+                .entry(org.effective_code().to_owned())
+                .or_default()
+                .push(org);
+        }
+        let found = by_code.get(code).cloned().unwrap_or_default();
+        if let Ok(mut built) = self.built.write() {
+            *built = BuiltCodes {
+                at: Some(seen),
+                by_code,
+            };
+        }
+        found
+    }
 }
 
 /// Drops what the operator never reads, so 10k apps fit in tens of MiB.
@@ -253,11 +320,13 @@ fn spawn_stream<K, S>(
 
 /// A watch of a custom resource in which an object that does not deserialize is logged and
 /// left out, instead of failing the whole watch.
+/// `index`, if given, is told of every event once the store has it.
 fn spawn_guarded<K>(
     api: Api<DeserializeGuard<K>>,
     config: watcher::Config,
     changes: broadcast::Sender<Change>,
     wrap: fn(Arc<K>) -> Change,
+    index: Option<Arc<OrgCodes>>,
     shutdown: CancellationToken,
 ) -> Store<K>
 where
@@ -268,7 +337,13 @@ where
         .default_backoff()
         .try_filter_map(|event| future::ready(Ok(valid_only(event))))
         .modify(strip)
-        .reflect(writer);
+        .reflect(writer)
+        // Every event (a relist's removals land at its end, with no object of their own).
+        .inspect(move |_| {
+            if let Some(index) = &index {
+                index.changed();
+            }
+        });
     spawn_stream(events, store.clone(), changes, wrap, shutdown);
     store
 }

@@ -96,7 +96,8 @@ struct Fixture {
     service: Arc<TokenService>,
 }
 
-fn service() -> Arc<TokenService> {
+/// The fixture tenants: three Organizations (initech suspended) and the apps of `ALL`.
+fn world() -> World {
     let mut world = World::new(NS);
     for ns in ["tenant-a", "tenant-b", "tenant-c", "platform"] {
         world.namespace(ns);
@@ -129,6 +130,10 @@ fn service() -> Arc<TokenService> {
             current: testing::phc(&hash::hash(&ClientSecret::new(a.secret)).unwrap()),
         });
     }
+    world
+}
+
+fn service(cache: m2m_operator::cache::Cache) -> Arc<TokenService> {
     let config = TokenConfig {
         operator_namespace: NS.into(),
         issuer: ISSUER.into(),
@@ -140,7 +145,7 @@ fn service() -> Arc<TokenService> {
         failure_window: Duration::from_secs(60),
     };
     let service = Arc::new(TokenService::new(
-        world.finish(),
+        cache,
         config,
         &mut prometheus_client::registry::Registry::default(),
     ));
@@ -154,11 +159,16 @@ impl Fixture {
     }
 
     fn with_timeout(timeout: Duration) -> Self {
+        Self::over(world().finish(), timeout)
+    }
+
+    /// The router over `cache` (a world the test keeps changing).
+    fn over(cache: m2m_operator::cache::Cache, timeout: Duration) -> Self {
         let limits = token::Limits {
             max_concurrent: 64,
             timeout,
         };
-        let service = service();
+        let service = service(cache);
         let router = token::router(service.clone(), &limits)
             .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         Self { router, service }
@@ -553,6 +563,31 @@ async fn disabled_and_suspended_are_refused_only_after_authentication() {
 }
 
 #[tokio::test]
+async fn an_org_whose_code_an_older_org_holds_gets_no_tokens_from_the_next_request_on() {
+    let mut world = world();
+    let f = Fixture::over(world.cache.clone(), Duration::from_secs(10));
+    assert_eq!(f.token(&ACME, "").await.0, StatusCode::OK);
+    // An Organization older than acme (same creation time, earlier name) with acme's code: two
+    // tenants must never share a code, so the newer one is refused from the next request on.
+    world.org("aardvark", "org_acme", "tenant-z", &["read"], false);
+    let (status, _, body) = f.token(&ACME, "").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
+    );
+    let why = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("OrganizationNotReady") && !why.contains("aardvark"),
+        "says why without naming the other tenant: {why}"
+    );
+    assert_eq!(
+        f.token(&GLOBEX, "").await.0,
+        StatusCode::OK,
+        "other codes are unaffected"
+    );
+}
+
+#[tokio::test]
 async fn repeated_failures_are_throttled_per_client_without_locking_out_the_real_client() {
     let f = Fixture::new();
     // The real client verifies once (argon2), then is on the fast path.
@@ -780,4 +815,90 @@ async fn a_request_that_takes_too_long_gets_an_oauth_error() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
     assert!(headers.contains_key(header::RETRY_AFTER));
+}
+
+/// Log lines written through the operator's JSON format, kept in memory.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn audit(&self) -> Vec<Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["target"] == "m2m_operator::audit")
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn every_token_request_writes_one_audit_line_without_secrets() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let f = Fixture::new();
+    let (status, _, body) = f.token(&ACME, "&scope=read").await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["access_token"].as_str().unwrap();
+    let claims = verified_claims(&f, token).await;
+    let (status, _, _) = f.token(&DISABLED, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let wrong = basic(&client_id(GLOBEX.uid), "m2msec_wrong");
+    f.post(
+        "/oauth2/token",
+        Some(wrong),
+        "grant_type=client_credentials",
+    )
+    .await;
+
+    let audit = lines.audit();
+    assert_eq!(audit.len(), 3, "{audit:#?}");
+    let issued = &audit[0];
+    assert_eq!(issued["outcome"], "issued");
+    assert_eq!(issued["client_id"], client_id(ACME.uid));
+    assert_eq!(issued["org_code"], "org_acme");
+    assert_eq!(
+        (&issued["namespace"], &issued["app"]),
+        (&json!("tenant-a"), &json!("agent"))
+    );
+    assert_eq!(issued["scope"], "read");
+    assert_eq!(issued["aud"], "api billing");
+    assert_eq!(issued["jti"], claims["jti"], "the jti of the issued token");
+    assert_eq!(issued["previous_secret"], false);
+    let denied = &audit[1];
+    assert_eq!(denied["outcome"], "unauthorized_client");
+    assert_eq!(
+        (&denied["namespace"], &denied["app"]),
+        (&json!("tenant-a"), &json!("off"))
+    );
+    assert!(denied["reason"].as_str().unwrap().contains("disabled"));
+    assert!(denied.get("jti").is_none());
+    let refused = &audit[2];
+    assert_eq!(refused["outcome"], "invalid_client");
+    assert_eq!(refused["client_id"], client_id(GLOBEX.uid));
+    assert!(
+        refused.get("app").is_none(),
+        "nothing learned before authentication"
+    );
+    let all = serde_json::to_string(&audit).unwrap();
+    for secret in [ACME.secret, DISABLED.secret, "m2msec_wrong", token] {
+        assert!(!all.contains(secret), "no secret or token in the audit log");
+    }
 }

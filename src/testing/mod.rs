@@ -89,6 +89,7 @@ impl World {
         );
         org.metadata.creation_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
         put(&mut self.writers.organizations, org);
+        self.cache.org_codes.changed();
         self
     }
 

@@ -126,20 +126,21 @@ pub fn lookup(
 
 /// Whether the client may have tokens now.
 pub fn standing(cache: &Cache, client: &Client) -> Standing {
-    let orgs = cache.organizations.state();
-    let state = client
-        .org
-        .as_deref()
-        .map(|o| tenancy::org_state(o, orgs.iter().map(AsRef::as_ref)));
+    // Only the Organizations sharing its code can make it a duplicate: a map lookup, not a scan
+    // of every Organization.
+    let state = client.org.as_deref().map(|o| {
+        let sharing = cache
+            .org_codes
+            .sharing(o.effective_code(), &cache.organizations);
+        tenancy::org_state(o, sharing.iter().map(AsRef::as_ref))
+    });
     let namespace = client.app.metadata.namespace.as_deref().unwrap_or_default();
-    let labels = cache
-        .namespaces
-        .get(&ObjectRef::new(namespace))
-        .and_then(|ns| ns.metadata.labels.clone());
+    let ns = cache.namespaces.get(&ObjectRef::new(namespace));
+    let labels = ns.as_ref().and_then(|ns| ns.metadata.labels.as_ref());
     match tenancy::grant(
         &client.app,
         client.org.as_deref().zip(state.as_ref()),
-        labels.as_ref(),
+        labels,
     ) {
         Err(refusal) => Standing::Refused(refusal),
         Ok(grant) => match tenancy::block(&client.app, client.org.as_deref()) {

@@ -17,6 +17,10 @@ pub struct Form(Vec<(String, String)>);
 
 /// Decodes one form component: `+` is a space, `%XX` a byte; the result must be UTF-8.
 fn decode_component(raw: &[u8]) -> Option<String> {
+    if !raw.iter().any(|b| *b == b'+' || *b == b'%') {
+        // Nothing to decode (the usual client id, secret and grant type).
+        return std::str::from_utf8(raw).ok().map(str::to_owned);
+    }
     let plus_as_space: Vec<u8> = raw
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })

@@ -152,13 +152,22 @@ pub fn routes(service: Arc<TokenService>) -> Router {
 #[derive(Default)]
 struct Audit {
     client_id: Option<String>,
+    /// The authenticated client (its namespace and name).
+    client: Option<Client>,
     org_code: Option<String>,
-    namespace: Option<String>,
-    app: Option<String>,
-    scope: Option<String>,
-    aud: Option<String>,
-    jti: Option<String>,
+    /// The claims of the issued token (scope, audiences, jti).
+    claims: Option<AccessClaims>,
     previous_secret: bool,
+}
+
+/// The body of a successful token response (RFC 6749 §5.1).
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
 }
 
 fn form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
@@ -187,7 +196,6 @@ async fn authenticate(
 ) -> Result<(Client, SecretKind), OAuthError> {
     let now = Timestamp::now();
     let instant = Instant::now();
-    let source_key = source.to_string();
     let Some(client) = index::lookup(
         &svc.cache,
         &svc.parsed,
@@ -196,7 +204,7 @@ async fn authenticate(
     ) else {
         // Unknown clients are refused without argon2 work.
         if let Ok(mut t) = svc.source_throttle.lock() {
-            t.fail(&source_key, instant);
+            t.fail(&source.to_string(), instant);
         }
         return Err(OAuthError::invalid_client(creds.basic));
     };
@@ -206,6 +214,8 @@ async fn authenticate(
     {
         return Ok((client, kind));
     }
+    // The slow path: only here does the source address count.
+    let source_key = source.to_string();
     let client_key = &creds.client_id;
     let by_client = svc
         .client_throttle
@@ -287,10 +297,10 @@ async fn issue(
     });
     let token_request = request::token_request(&form)?;
     let (client, kind) = authenticate(svc, &creds, source).await?;
-    audit.namespace = client.app.metadata.namespace.clone();
-    audit.app = client.app.metadata.name.clone();
     audit.previous_secret = kind == SecretKind::Previous;
-    let grant = authorize(svc, &client)?;
+    let grant = authorize(svc, &client);
+    audit.client = Some(client.clone());
+    let grant = grant?;
     audit.org_code = grant.org_code.clone();
     let granted = claims::narrow(&grant, &client.app, &token_request)?;
     let ring = svc.key_ring();
@@ -309,19 +319,18 @@ async fn issue(
     let token = key
         .sign("at+jwt", &claims)
         .map_err(|_| OAuthError::overloaded())?;
-    audit.scope = claims.scope.clone();
-    audit.aud = Some(granted.audiences.join(" "));
-    audit.jti = Some(claims.jti.clone());
     if kind == SecretKind::Previous {
         svc.metrics.previous_secret.inc();
     }
-    let mut body =
-        serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime});
-    if let Some(scope) = &claims.scope {
-        body["scope"] = serde_json::Value::String(scope.clone());
-    }
+    let body = TokenResponse {
+        access_token: &token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: claims.scope.as_deref(),
+    };
     let mut response = (StatusCode::OK, Json(body)).into_response();
     no_store(&mut response);
+    audit.claims = Some(claims);
     Ok(response)
 }
 
@@ -338,19 +347,21 @@ async fn token(
         Ok(_) => "issued",
         Err(e) => e.code.as_str(),
     };
-    let reason = result.as_ref().err().map(|e| e.description.clone());
+    let app = audit.client.as_ref().map(|c| &c.app.metadata);
+    let claims = audit.claims.as_ref();
+    // Field values are only evaluated when the audit target is enabled.
     tracing::info!(
         target: "m2m_operator::audit",
         endpoint = "token",
         outcome,
-        reason = reason.as_deref(),
+        reason = result.as_ref().err().map(|e| e.description.as_str()),
         client_id = audit.client_id.as_deref(),
         org_code = audit.org_code.as_deref(),
-        namespace = audit.namespace.as_deref(),
-        app = audit.app.as_deref(),
-        scope = audit.scope.as_deref(),
-        aud = audit.aud.as_deref(),
-        jti = audit.jti.as_deref(),
+        namespace = app.and_then(|m| m.namespace.as_deref()),
+        app = app.and_then(|m| m.name.as_deref()),
+        scope = claims.and_then(|c| c.scope.as_deref()),
+        aud = claims.map(|c| c.aud.values().join(" ")),
+        jti = claims.map(|c| c.jti.as_str()),
         previous_secret = audit.previous_secret,
         "token request"
     );

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::{
     common::{self, TestNamespace, wait_for},
     fixtures::*,
+    http,
     operator::{Operator, Options},
 };
 
@@ -638,7 +639,7 @@ async fn deleting_an_org_refuses_its_apps_but_keeps_their_secrets() {
 #[tokio::test]
 async fn duplicate_codes_suspension_and_disable() {
     let client = common::client().await;
-    let _op = Operator::start(&client).await;
+    let op = Operator::start(&client).await;
     let ns = TestNamespace::new(&client, "m2m-dup").await;
     let code = format!("dup_{}", common::suffix());
     let older = org_name("older");
@@ -650,6 +651,21 @@ async fn duplicate_codes_suspension_and_disable() {
     )
     .await;
     wait_org_reason(&client, &older, "True", "Active").await;
+    // A token for an app of the older one: the endpoint now knows which Organizations hold
+    // the code, and must learn of every change to that from the watch.
+    apply_app(
+        &client,
+        &ns.name,
+        "original",
+        json!({"organizationRef": {"name": older}, "audiences": ["api"]}),
+    )
+    .await;
+    wait_app_reason(&client, &ns.name, "original", "True", "CredentialsIssued").await;
+    let (old_id, old_secret) = credentials(&client, &ns.name, "original").await;
+    assert_eq!(
+        http::token(&op.url(), &old_id, &old_secret, &[]).await.0,
+        200
+    );
     // creationTimestamp has one-second resolution; make "older" unambiguously older.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     apply_org(
@@ -674,10 +690,18 @@ async fn duplicate_codes_suspension_and_disable() {
         "OrganizationNotReady",
     )
     .await;
-    // When the older one goes away, the code is free.
+    // When the older one goes away, the code is free, for the controller and the endpoint.
     delete_org(&client, &older).await;
     wait_org_reason(&client, &newer, "True", "Active").await;
     wait_app_reason(&client, &ns.name, "copycat", "True", "CredentialsIssued").await;
+    let (id, secret) = credentials(&client, &ns.name, "copycat").await;
+    let (status, body) = http::token(&op.url(), &id, &secret, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http::token(&op.url(), &old_id, &old_secret, &[]).await;
+    assert!(
+        status == 400 || status == 401,
+        "the deleted Organization's app gets nothing: {status} {body}"
+    );
 
     apply_org(
         &client,
