@@ -13,13 +13,19 @@ use crate::config::LogFormat;
 /// until the process exits: dropping it flushes the lines still buffered.
 #[must_use = "dropping the guard stops the log writer"]
 pub fn init(format: LogFormat) -> WorkerGuard {
+    init_to(format, std::io::stdout())
+}
+
+/// [`init`] with the lines going to `out` instead of stdout (the benchmarks' in-process
+/// servers log exactly as the operator does, to a file they do not print).
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init_to(format: LogFormat, out: impl std::io::Write + Send + 'static) -> WorkerGuard {
+    // Buffered: the writer flushes whenever its queue is empty, so a burst of audit lines is
+    // one write, and nothing waits in the buffer once the burst is over.
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("m2m-log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, out));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     match format {

@@ -47,10 +47,11 @@ pub fn config() -> TokenConfig {
     }
 }
 
-/// A world of `apps` apps in 1 + apps/100 organizations, each app with `current` as its hash.
+/// A world of `apps` apps, each in its own Organization and namespace (as many tenants as
+/// apps: what grows with the number of tenants shows), each app with `current` as its hash.
 pub fn world(apps: u64, current: &str) -> World {
     let mut w = World::new("m2m-system");
-    let orgs = 1 + apps / 100;
+    let orgs = apps.max(1);
     for o in 0..orgs {
         let ns = format!("tenant-{o}");
         w.namespace(&ns);
