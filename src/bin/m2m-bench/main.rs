@@ -141,7 +141,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// The in-process servers (token, flood) log like the operator: the JSON format, every token
 /// request's audit line, through the same writer thread; to /dev/null instead of stdout, which
 /// carries the tables. The cluster scenarios run the operator binary, which logs on its own.
-fn log_like_the_operator() -> tracing_appender::non_blocking::WorkerGuard {
+fn log_like_the_operator() -> m2m_operator::telemetry::Guard {
     let sink = std::fs::File::create("/dev/null").expect("open /dev/null");
     m2m_operator::telemetry::init_to(m2m_operator::config::LogFormat::Json, sink)
 }
