@@ -264,9 +264,9 @@ pub fn run(
     let steady = |r: &Round| r.argon.rps / r.plain.rps;
     let half_p99 = |r: &Round| r.half.p99_ms;
     let table = [
-        format!("### Token endpoint, {apps} apps in the index\n"),
+        format!("### Token endpoint, {apps} apps in the index, each its own Organization\n"),
         format!(
-            "{date}, {machine}. Command: `hack/bench.sh token --apps {apps}`: {} rounds, each a peak run of both servers with {}, a run at half of that peak with oha (rate-limited) and 3 s of raw signing, back to back; {connections} connections, {seconds} s per run, the load generator on the same two cores. Figures are medians over the rounds.\n",
+            "{date}, {machine}. Command: `hack/bench.sh token --apps {apps}`: {} rounds, each a peak run of both servers with {}, a run at half of that peak with oha (rate-limited) and 3 s of raw signing, back to back; {connections} connections, {seconds} s per run, the load generator on the same two cores; the servers write the operator's JSON audit line for every request. Figures are medians over the rounds.\n",
             rounds.len(),
             if wrk_bin.is_empty() { "oha" } else { "wrk (one thread)" }
         ),
