@@ -206,9 +206,10 @@ where
     writer.apply_watcher_event(&watcher::Event::Apply(obj));
 }
 
-/// The Organizations grouped by their effective code, so the token endpoint learns which
-/// Organizations share a code with one map lookup instead of a scan of every Organization on
-/// every request. Rebuilt from the store on the first use after any Organization changed.
+/// The Organizations grouped by their effective code, so the token endpoint (on every request)
+/// and the controllers (on every reconcile) learn which Organizations share a code with one map
+/// lookup instead of a scan of every Organization. Rebuilt from the store on the first use
+/// after any Organization changed.
 #[derive(Default)]
 pub struct OrgCodes {
     /// Bumped after each Organization event has reached the store.

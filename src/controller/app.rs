@@ -84,10 +84,13 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         .organization_ref
         .as_ref()
         .and_then(|r| ctx.cache.organizations.get(&ObjectRef::new(&r.name)));
-    let all_orgs = ctx.cache.organizations.state();
-    let org_state = org
-        .as_deref()
-        .map(|o| tenancy::org_state(o, all_orgs.iter().map(AsRef::as_ref)));
+    let org_state = org.as_deref().map(|o| {
+        let sharing = ctx
+            .cache
+            .org_codes
+            .sharing(o.effective_code(), &ctx.cache.organizations);
+        tenancy::org_state(o, sharing.iter().map(AsRef::as_ref))
+    });
     let namespace_labels = ctx
         .cache
         .namespaces

@@ -33,8 +33,11 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
     if org.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let all = ctx.cache.organizations.state();
-    let state = tenancy::org_state(org, all.iter().map(AsRef::as_ref));
+    let sharing = ctx
+        .cache
+        .org_codes
+        .sharing(org.effective_code(), &ctx.cache.organizations);
+    let state = tenancy::org_state(org, sharing.iter().map(AsRef::as_ref));
     let apps = ctx
         .cache
         .apps
