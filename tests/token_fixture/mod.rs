@@ -1,0 +1,249 @@
+//! The token endpoint's in-process fixture, shared by the HTTP tests: the real router and
+//! handlers over a cache filled with three Organizations and five apps.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::{Body, to_bytes},
+    extract::connect_info::MockConnectInfo,
+    http::{Method, Request, StatusCode, header},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use m2m_operator::{
+    credentials::{
+        generate::{ClientSecret, client_id},
+        hash,
+    },
+    testing::{self, FixtureApp, World},
+    token::{
+        self,
+        jwt::Algorithm,
+        service::{TokenConfig, TokenService},
+    },
+};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const ISSUER: &str = "https://m2m.example.com";
+pub const NS: &str = "m2m-system";
+
+pub struct App {
+    pub uid: &'static str,
+    pub name: &'static str,
+    pub namespace: &'static str,
+    pub org: Option<&'static str>,
+    pub scopes: &'static [&'static str],
+    pub disabled: bool,
+    pub secret: &'static str,
+}
+
+pub const ACME: App = App {
+    uid: "00000000-0000-4000-8000-000000000001",
+    name: "agent",
+    namespace: "tenant-a",
+    org: Some("acme"),
+    scopes: &["read", "write"],
+    disabled: false,
+    secret: "m2msec_acme",
+};
+pub const GLOBEX: App = App {
+    uid: "00000000-0000-4000-8000-000000000002",
+    name: "agent",
+    namespace: "tenant-b",
+    org: Some("globex"),
+    scopes: &["read"],
+    disabled: false,
+    secret: "m2msec_globex",
+};
+pub const GLOBAL: App = App {
+    uid: "00000000-0000-4000-8000-000000000003",
+    name: "sync",
+    namespace: "platform",
+    org: None,
+    scopes: &["admin"],
+    disabled: false,
+    secret: "m2msec_global",
+};
+pub const DISABLED: App = App {
+    uid: "00000000-0000-4000-8000-000000000004",
+    name: "off",
+    namespace: "tenant-a",
+    org: Some("acme"),
+    scopes: &[],
+    disabled: true,
+    secret: "m2msec_off",
+};
+pub const SUSPENDED: App = App {
+    uid: "00000000-0000-4000-8000-000000000005",
+    name: "paused",
+    namespace: "tenant-c",
+    org: Some("initech"),
+    scopes: &[],
+    disabled: false,
+    secret: "m2msec_paused",
+};
+pub const ALL: [&App; 5] = [&ACME, &GLOBEX, &GLOBAL, &DISABLED, &SUSPENDED];
+
+pub struct Fixture {
+    pub router: Router,
+    pub service: Arc<TokenService>,
+}
+
+/// The fixture tenants: three Organizations (initech suspended) and the apps of `ALL`.
+pub fn world() -> World {
+    let mut world = World::new(NS);
+    for ns in ["tenant-a", "tenant-b", "tenant-c", "platform"] {
+        world.namespace(ns);
+    }
+    world
+        .org("acme", "org_acme", "tenant-a", &["read", "write"], false)
+        .org(
+            "globex",
+            "org_globex",
+            "tenant-b",
+            &["read", "write"],
+            false,
+        )
+        .org(
+            "initech",
+            "org_initech",
+            "tenant-c",
+            &["read", "write"],
+            true,
+        );
+    for a in ALL {
+        world.app(&FixtureApp {
+            uid: a.uid.into(),
+            name: a.name.into(),
+            namespace: a.namespace.into(),
+            org: a.org.map(str::to_owned),
+            scopes: a.scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: vec!["api".into(), "billing".into()],
+            disabled: a.disabled,
+            current: testing::phc(&hash::hash(&ClientSecret::new(a.secret)).unwrap()),
+        });
+    }
+    world
+}
+
+pub fn service(cache: m2m_operator::cache::Cache) -> Arc<TokenService> {
+    let config = TokenConfig {
+        operator_namespace: NS.into(),
+        issuer: ISSUER.into(),
+        token_url: format!("{ISSUER}/oauth2/token"),
+        argon2_workers: 2,
+        argon2_max_in_flight: 64,
+        max_failures_per_client: 3,
+        max_failures_per_source: 1000,
+        failure_window: Duration::from_secs(60),
+    };
+    let service = Arc::new(TokenService::new(
+        cache,
+        config,
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    service.set_keys(testing::key_ring(Algorithm::ES256).unwrap());
+    service
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_timeout(Duration::from_secs(10))
+    }
+
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self::over(world().finish(), timeout)
+    }
+
+    /// The router over `cache` (a world the test keeps changing).
+    pub fn over(cache: m2m_operator::cache::Cache, timeout: Duration) -> Self {
+        let limits = token::Limits {
+            max_concurrent: 64,
+            timeout,
+        };
+        let service = service(cache);
+        let router = token::router(service.clone(), &limits)
+            .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        Self { router, service }
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        auth: Option<String>,
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(auth) = auth {
+            req = req.header(header::AUTHORIZATION, auth);
+        }
+        self.call(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+    }
+
+    pub async fn token(
+        &self,
+        app: &App,
+        extra: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let body = format!("grant_type=client_credentials{extra}");
+        self.post(
+            "/oauth2/token",
+            Some(basic(&client_id(app.uid), app.secret)),
+            &body,
+        )
+        .await
+    }
+
+    pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        let (status, _, body) = self
+            .call(
+                Request::get("/.well-known/jwks.json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        serde_json::from_value(body).unwrap()
+    }
+}
+
+pub fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")))
+}
+
+/// Verifies with the `jsonwebtoken` crate against the JWKS the endpoint serves.
+pub async fn verified_claims(f: &Fixture, token: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let set = f.jwks().await;
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[ISSUER]);
+    validation.validate_aud = false;
+    validation.required_spec_claims = ["exp", "iss", "sub", "aud"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims
+}
