@@ -66,8 +66,12 @@ async fn every_token_request_writes_one_audit_line_without_secrets() {
     )
     .await;
 
+    let huge = format!("grant_type=client_credentials&pad={}", "x".repeat(20_000));
+    let too_large = basic(&client_id(ACME.uid), ACME.secret);
+    f.post("/oauth2/token", Some(too_large), &huge).await;
+
     let audit = lines.audit();
-    assert_eq!(audit.len(), 3, "{audit:#?}");
+    assert_eq!(audit.len(), 4, "{audit:#?}");
     let issued = &audit[0];
     assert_eq!(issued["outcome"], "issued");
     assert_eq!(issued["client_id"], client_id(ACME.uid));
@@ -94,6 +98,14 @@ async fn every_token_request_writes_one_audit_line_without_secrets() {
     assert!(
         refused.get("app").is_none(),
         "nothing learned before authentication"
+    );
+    let oversized = &audit[3];
+    assert_eq!(oversized["outcome"], "invalid_request");
+    assert!(
+        oversized["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than")
     );
     let all = serde_json::to_string(&audit).unwrap();
     for secret in [ACME.secret, DISABLED.secret, "m2msec_wrong", token] {

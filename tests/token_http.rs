@@ -13,7 +13,7 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use k8s_openapi::jiff::Timestamp;
-use m2m_operator::credentials::generate::client_id;
+use m2m_operator::{credentials::generate::client_id, token::metrics::OutcomeLabels};
 use serde_json::{Value, json};
 use token_fixture::*;
 
@@ -292,12 +292,13 @@ async fn malformed_requests() {
         "grant_type=client_credentials&pad={}",
         "a".repeat(64 * 1024)
     );
-    let (status, _, _) = f.post("/oauth2/token", auth.clone(), &huge).await;
+    let (status, headers, body) = f.post("/oauth2/token", auth.clone(), &huge).await;
     assert_eq!(
-        status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "oversized body refused before parsing"
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("invalid_request")),
+        "oversized body refused before parsing, as an OAuth error: {body}"
     );
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
 
     let get = Request::get("/oauth2/token").body(Body::empty()).unwrap();
     let (status, _, _) = f.call(get).await;
@@ -584,4 +585,15 @@ async fn a_request_that_takes_too_long_gets_an_oauth_error() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
     assert!(headers.contains_key(header::RETRY_AFTER));
+    // The handler never finished, so the refusal is counted where it is made.
+    let counted = f
+        .service
+        .metrics
+        .requests
+        .get_or_create(&OutcomeLabels {
+            endpoint: "token",
+            outcome: "temporarily_unavailable",
+        })
+        .get();
+    assert_eq!(counted, 1, "m2m_token_requests_total counts the timeout");
 }

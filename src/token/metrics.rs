@@ -62,6 +62,14 @@ impl TokenMetrics {
 }
 
 impl TokenMetrics {
+    /// Counts one request of `endpoint` with its outcome, without a latency (a request refused
+    /// before its handler ran: shed or timed out).
+    pub fn count(&self, endpoint: &'static str, outcome: &'static str) {
+        self.requests
+            .get_or_create(&OutcomeLabels { endpoint, outcome })
+            .inc();
+    }
+
     /// Counts one request of `endpoint` with its outcome and records its latency.
     pub fn observe(
         &self,

@@ -17,11 +17,13 @@ pub mod verify;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Router, error_handling::HandleErrorLayer, response::IntoResponse};
+use axum::{
+    Router, error_handling::HandleErrorLayer, extract::DefaultBodyLimit, http::Uri,
+    response::IntoResponse,
+};
 use tower::{
     ServiceBuilder, limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, timeout::TimeoutLayer,
 };
-use tower_http::limit::RequestBodyLimitLayer;
 
 use self::error::OAuthError;
 
@@ -35,21 +37,43 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
-/// The router with request hardening: a body limit checked before parsing, a timeout, and a
-/// concurrency limit that sheds load with 503 instead of queueing without bound.
+/// The router with request hardening: a body limit (a larger body is refused with 413 before
+/// parsing, read no further than the limit), a timeout, and a concurrency limit that sheds
+/// load with 503 instead of queueing without bound. A request the timeout or the shedding
+/// refuses never reaches its handler: it is counted and audited here.
 pub fn router(service: Arc<service::TokenService>, limits: &Limits) -> Router {
+    let metrics = service.metrics.clone();
     service::routes(service)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|error: tower::BoxError| async move {
-                    // Both answers are OAuth errors (JSON, Retry-After), like every other one.
-                    if error.is::<tower::timeout::error::Elapsed>() {
-                        OAuthError::timed_out().into_response()
-                    } else {
-                        OAuthError::overloaded().into_response()
-                    }
-                }))
+                .layer(HandleErrorLayer::new(
+                    move |uri: Uri, error: tower::BoxError| {
+                        let metrics = metrics.clone();
+                        async move {
+                            // Both answers are OAuth errors (JSON, Retry-After), like every other one.
+                            let refusal = if error.is::<tower::timeout::error::Elapsed>() {
+                                OAuthError::timed_out()
+                            } else {
+                                OAuthError::overloaded()
+                            };
+                            if let Some(endpoint) = service::endpoint(uri.path()) {
+                                let outcome = refusal.code.as_str();
+                                metrics.count(endpoint, outcome);
+                                if endpoint == "token" {
+                                    tracing::info!(
+                                        target: "m2m_operator::audit",
+                                        endpoint,
+                                        outcome,
+                                        reason = refusal.description.as_str(),
+                                        "token request"
+                                    );
+                                }
+                            }
+                            refusal.into_response()
+                        }
+                    },
+                ))
                 .layer(LoadShedLayer::new())
                 .layer(ConcurrencyLimitLayer::new(limits.max_concurrent))
                 .layer(TimeoutLayer::new(limits.timeout)),

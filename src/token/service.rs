@@ -8,7 +8,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, State},
+    extract::{ConnectInfo, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -134,6 +134,15 @@ impl TokenService {
 
     pub fn key_ring(&self) -> Arc<KeyRing> {
         self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+}
+
+/// The metrics `endpoint` label of a path, for the paths that count requests.
+pub fn endpoint(path: &str) -> Option<&'static str> {
+    match path {
+        "/oauth2/token" => Some("token"),
+        "/oauth2/introspect" => Some("introspect"),
+        _ => None,
     }
 }
 
@@ -338,11 +347,14 @@ async fn token(
     State(svc): State<Arc<TokenService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let mut audit = Audit::default();
-    let result = issue(&svc, &headers, &body, peer.ip(), &mut audit).await;
+    let result = match &body {
+        Ok(body) => issue(&svc, &headers, body, peer.ip(), &mut audit).await,
+        Err(rejection) => Err(OAuthError::unreadable_body(rejection)),
+    };
     let outcome = match &result {
         Ok(_) => "issued",
         Err(e) => e.code.as_str(),
@@ -419,10 +431,13 @@ async fn introspect(
     State(svc): State<Arc<TokenService>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = introspect_inner(&svc, &headers, &body, peer.ip()).await;
+    let result = match &body {
+        Ok(body) => introspect_inner(&svc, &headers, body, peer.ip()).await,
+        Err(rejection) => Err(OAuthError::unreadable_body(rejection)),
+    };
     let outcome = match &result {
         Ok(v) if v["active"] == true => "active",
         Ok(_) => "inactive",

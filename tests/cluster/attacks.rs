@@ -402,6 +402,13 @@ async fn every_attack_is_refused_and_nothing_leaks() {
         )
         .await;
         assert_eq!(status, expected, "{what}: {text}");
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let code = if what == "unknown grant type" {
+            "unsupported_grant_type"
+        } else {
+            "invalid_request"
+        };
+        assert_eq!(error["error"], code, "{what}: an OAuth error: {text}");
         bodies.push((what.into(), text));
     }
 
