@@ -146,6 +146,28 @@ impl Context {
     fn remembered(&self, app_uid: &str) -> Option<Verified> {
         self.verified.lock().ok()?.get(app_uid).cloned()
     }
+
+    /// Forgets what was verified for apps no longer cached (deleted), so the memo does not grow
+    /// with app churn over the life of the process. The record sweep calls this.
+    fn forget_verified_of_gone_apps(&self) {
+        let live: std::collections::HashSet<String> = self
+            .cache
+            .apps
+            .state()
+            .iter()
+            .filter_map(|app| app.metadata.uid.clone())
+            .collect();
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.retain(|uid, _| live.contains(uid));
+        }
+    }
+
+    /// Forgets what was verified for one app (it was deleted).
+    fn forget_verified(&self, app_uid: &str) {
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.remove(app_uid);
+        }
+    }
 }
 
 /// How long an M2MApp's reconcile waits for more triggers. Issuing credentials makes three
@@ -339,4 +361,65 @@ fn observe(
         .reconcile_duration
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use k8s_openapi::api::core::v1::Secret;
+
+    use super::*;
+    use crate::{
+        api::{M2MApp, M2MAppSpec},
+        credentials::{generate::ClientSecret, hash},
+    };
+
+    #[tokio::test]
+    async fn the_verified_memo_forgets_deleted_apps_and_keeps_live_ones() {
+        // A client that never connects: nothing here calls the API server.
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (cache, mut writers) = Cache::detached();
+        let mut live = M2MApp::new("live", M2MAppSpec::default());
+        live.metadata.namespace = Some("tenant".into());
+        live.metadata.uid = Some("uid-live".into());
+        crate::cache::put(&mut writers.apps, live);
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+            cache.apps.clone(),
+        ));
+        let ctx = Context::new(
+            client,
+            cache,
+            ControllerConfig {
+                operator_namespace: "m2m-system".into(),
+                endpoints: Endpoints {
+                    issuer: "https://m2m.example.com".into(),
+                    token_url: "https://m2m.example.com/oauth2/token".into(),
+                },
+                resync: Duration::from_secs(3600),
+                instance: "test".into(),
+            },
+            metrics,
+        );
+        let mut secret = Secret::default();
+        secret.metadata.uid = Some("secret-uid".into());
+        secret.metadata.resource_version = Some("1".into());
+        let hash = hash::hash(&ClientSecret::new("m2msec_test")).unwrap();
+        for uid in ["uid-live", "uid-deleted", "uid-also-deleted"] {
+            ctx.remember_verified(uid, &secret, &hash, SecretKind::Current);
+        }
+        ctx.forget_verified("uid-also-deleted");
+        assert!(ctx.remembered("uid-also-deleted").is_none());
+        ctx.forget_verified_of_gone_apps();
+        assert!(
+            ctx.remembered("uid-live").is_some(),
+            "a live app keeps its memo"
+        );
+        assert!(
+            ctx.remembered("uid-deleted").is_none(),
+            "a deleted app's is gone"
+        );
+    }
 }

@@ -1,6 +1,7 @@
-//! Removes client records whose M2MApp is gone. Records live in the operator's namespace, so
-//! no ownerReference can tie them to the app; this loop does what the garbage collector does for
-//! the tenant Secrets. (The token endpoint already refuses a record without its app.)
+//! Removes client records whose M2MApp is gone (and what the controller remembered of its
+//! Secret). Records live in the operator's namespace, so no ownerReference can tie them to the
+//! app; this loop does what the garbage collector does for the tenant Secrets. (The token
+//! endpoint already refuses a record without its app.)
 
 use std::{sync::Arc, time::Duration};
 
@@ -33,6 +34,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     if let Some(uid) = app.metadata.uid.as_deref()
                         && !app_exists(&ctx, &app.namespace().unwrap_or_default(), &app.name_any(), uid)
                     {
+                        ctx.forget_verified(uid);
                         delete(&ctx, &record_name(uid)).await;
                     }
                 }
@@ -76,6 +78,7 @@ fn is_orphan(ctx: &Context, record: &Secret) -> bool {
 }
 
 async fn sweep(ctx: &Context) {
+    ctx.forget_verified_of_gone_apps();
     let orphans: Vec<String> = ctx
         .cache
         .records
