@@ -217,11 +217,14 @@ pub struct OrgCodes {
     built: RwLock<BuiltCodes>,
 }
 
+/// Organizations sharing one code (shared: a lookup clones one `Arc`, allocates nothing).
+pub type SameCode = Arc<[Arc<Organization>]>;
+
 #[derive(Default)]
 struct BuiltCodes {
     /// The `changes` count read before the store was read; `None` until first built.
     at: Option<u64>,
-    by_code: HashMap<String, Vec<Arc<Organization>>>,
+    by_code: HashMap<String, SameCode>,
 }
 
 impl OrgCodes {
@@ -233,23 +236,31 @@ impl OrgCodes {
 
     /// Every Organization in `store` whose effective code is `code`, as of a snapshot taken
     /// after the last [`Self::changed`].
-    pub fn sharing(&self, code: &str, store: &Store<Organization>) -> Vec<Arc<Organization>> {
+    pub fn sharing(&self, code: &str, store: &Store<Organization>) -> SameCode {
         // Read the count before the store: a change landing in between makes the next call
         // rebuild again, never keeps a snapshot older than its label.
         let seen = self.changes.load(Ordering::Acquire);
         if let Ok(built) = self.built.read()
             && built.at == Some(seen)
         {
-            return built.by_code.get(code).cloned().unwrap_or_default();
+            return built
+                .by_code
+                .get(code)
+                .cloned()
+                .unwrap_or_else(|| Arc::new([]));
         }
-        let mut by_code: HashMap<String, Vec<Arc<Organization>>> = HashMap::new();
+        let mut grouped: HashMap<String, Vec<Arc<Organization>>> = HashMap::new();
         for org in store.state() {
-            by_code
+            grouped
                 .entry(org.effective_code().to_owned())
                 .or_default()
                 .push(org);
         }
-        let found = by_code.get(code).cloned().unwrap_or_default();
+        let by_code: HashMap<String, SameCode> = grouped
+            .into_iter()
+            .map(|(code, orgs)| (code, orgs.into()))
+            .collect();
+        let found = by_code.get(code).cloned().unwrap_or_else(|| Arc::new([]));
         if let Ok(mut built) = self.built.write() {
             *built = BuiltCodes {
                 at: Some(seen),

@@ -277,7 +277,7 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
 async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
     let cache = ctx.cache.clone();
     let (resync_tx, resync_rx) = mpsc::unbounded_channel();
-    let orgs_by_code = cache.organizations.clone();
+    let orgs_by_code = cache.clone();
     Controller::for_stream(
         changes(&cache, resync_tx.clone(), |c| match c {
             Change::Organization(org) => Some((*org).clone()),

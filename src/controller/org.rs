@@ -9,13 +9,14 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Event, EventType},
-        reflector::{ObjectRef, Store},
+        reflector::ObjectRef,
     },
 };
 
 use super::{Context, Error, conditions::ready_reason, org_plan};
 use crate::{
     api::{M2MApp, Organization, conditions::org_reasons, keys::FIELD_MANAGER},
+    cache::Cache,
     tenancy,
 };
 
@@ -97,11 +98,12 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
 }
 
 /// Organizations whose duplicate state a change of `org` may flip: those sharing its code.
-pub fn same_code(orgs: &Store<Organization>, org: &Organization) -> Vec<ObjectRef<Organization>> {
-    let code = org.effective_code().to_owned();
-    orgs.state()
+pub fn same_code(cache: &Cache, org: &Organization) -> Vec<ObjectRef<Organization>> {
+    cache
+        .org_codes
+        .sharing(org.effective_code(), &cache.organizations)
         .iter()
-        .filter(|o| o.effective_code() == code && o.name_any() != org.name_any())
+        .filter(|o| o.name_any() != org.name_any())
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }
