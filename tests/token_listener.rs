@@ -6,63 +6,19 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    sync::Arc,
     time::Duration,
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use m2m_operator::{
-    credentials::{
-        generate::{ClientSecret, client_id},
-        hash,
-    },
-    testing::{self, FixtureApp, World},
-    token::{
-        self,
-        jwt::Algorithm,
-        service::{TokenConfig, TokenService},
-    },
-};
+use m2m_operator::{credentials::generate::client_id, token};
+use token_fixture::{ACME, service, world};
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "m2msec_listener-test-secret-000000000000000000";
-
-fn service() -> Arc<TokenService> {
-    let mut world = World::new("m2m-system");
-    world
-        .namespace("tenant-a")
-        .org("acme", "org_acme", "tenant-a", &["read"], false);
-    world.app(&FixtureApp {
-        uid: testing::uid(1),
-        name: "app".into(),
-        namespace: "tenant-a".into(),
-        org: Some("acme".into()),
-        scopes: vec!["read".into()],
-        audiences: vec!["api".into()],
-        disabled: false,
-        current: testing::phc(&hash::hash(&ClientSecret::new(SECRET)).unwrap()),
-    });
-    let service = Arc::new(TokenService::new(
-        world.finish(),
-        TokenConfig {
-            operator_namespace: "m2m-system".into(),
-            issuer: "http://127.0.0.1".into(),
-            token_url: "http://127.0.0.1/oauth2/token".into(),
-            argon2_workers: 1,
-            argon2_max_in_flight: 64,
-            max_failures_per_client: 10,
-            max_failures_per_source: 10,
-            failure_window: Duration::from_secs(60),
-        },
-        &mut prometheus_client::registry::Registry::default(),
-    ));
-    service.set_keys(testing::key_ring(Algorithm::ES256).unwrap());
-    service
-}
+mod token_fixture;
 
 /// The head of a token request whose body (`grant_type=client_credentials`) follows.
 fn request_head(keep_alive: bool) -> String {
-    let auth = STANDARD.encode(format!("{}:{SECRET}", client_id(&testing::uid(1))));
+    let auth = STANDARD.encode(format!("{}:{}", client_id(ACME.uid), ACME.secret));
     format!(
         "POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\
@@ -115,7 +71,7 @@ async fn start() -> (
     };
     let server = tokio::spawn(token::serve(
         addr,
-        token::router(service(), &limits),
+        token::router(service(world().finish()), &limits),
         None,
         shutdown.clone(),
     ));
