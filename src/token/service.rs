@@ -137,11 +137,16 @@ impl TokenService {
     }
 }
 
+/// Path of the token endpoint.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+/// Path of the introspection endpoint.
+pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
+
 /// The metrics `endpoint` label of a path, for the paths that count requests.
 pub fn endpoint(path: &str) -> Option<&'static str> {
     match path {
-        "/oauth2/token" => Some("token"),
-        "/oauth2/introspect" => Some("introspect"),
+        TOKEN_PATH => Some("token"),
+        INTROSPECT_PATH => Some("introspect"),
         _ => None,
     }
 }
@@ -149,8 +154,8 @@ pub fn endpoint(path: &str) -> Option<&'static str> {
 /// The token endpoint's routes.
 pub fn routes(service: Arc<TokenService>) -> Router {
     Router::new()
-        .route("/oauth2/token", post(token))
-        .route("/oauth2/introspect", post(introspect))
+        .route(TOKEN_PATH, post(token))
+        .route(INTROSPECT_PATH, post(introspect))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
@@ -468,9 +473,7 @@ async fn jwks(State(svc): State<Arc<TokenService>>) -> Response {
 /// RFC 8414 metadata (also served as the OpenID discovery document).
 pub fn metadata_document(config: &TokenConfig) -> serde_json::Value {
     let issuer = config.issuer.trim_end_matches('/');
-    let introspection = config
-        .token_url
-        .replace("/oauth2/token", "/oauth2/introspect");
+    let introspection = config.token_url.replace(TOKEN_PATH, INTROSPECT_PATH);
     serde_json::json!({
         "issuer": config.issuer,
         "token_endpoint": config.token_url,
