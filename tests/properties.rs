@@ -12,8 +12,13 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use m2m_operator::{
+    api::RotationSpec,
     api::{M2MApp, Organization},
-    controller::app_plan::{self, CredentialStep, SecretState, StatusInputs},
+    controller::app::{
+        observe::{AppKeys, Observed},
+        plan::{self, SecretState, Step},
+        status::{self as app_status, StatusInputs},
+    },
     credentials::{
         hash::PhcHash,
         record::{ClientRecord, Previous, SecretKind},
@@ -148,13 +153,33 @@ proptest! {
         prop_assert_eq!(accepted, in_grace);
 
         // Neither the plan nor the rotation policy ends the grace period early on its own.
-        let grant = Ok(tenancy::Grant { org_code: None, scopes: Vec::new() });
-        let secret = SecretState::Ours { matched: Some(SecretKind::Current), readable: true };
-        let step = app_plan::credential_step(&grant, secret, Some(&rec), now);
-        prop_assert_eq!(
-            step,
-            CredentialStep::Keep { drop_pending: false, drop_previous: expires.is_some() && !in_grace }
-        );
+        let mut app = app(None, &[]);
+        app.spec.rotation = Some(RotationSpec {
+            every: every.map(|e| format!("{e}s")),
+            grace_period: format!("{grace}s"),
+        });
+        let observed = Observed {
+            app: &app,
+            keys: AppKeys::of(&app).unwrap(),
+            now,
+            endpoints: m2m_operator::credentials::secret::Endpoints {
+                issuer: "https://m2m.example.com".into(),
+                token_url: "https://m2m.example.com/oauth2/token".into(),
+            },
+            grant: Ok(tenancy::Grant { org_code: None, scopes: Vec::new() }),
+            block: None,
+            record: Some(rec.clone()),
+            record_secret: None,
+            secret: None,
+            secret_state: SecretState::Ours { matched: Some(SecretKind::Current), readable: true },
+        };
+        let plan = plan::plan(&observed);
+        prop_assert!(!plan.revokes_previous);
+        if in_grace {
+            prop_assert_eq!(plan.step, Step::Keep { record: None, sync: None });
+        } else if let Step::Keep { record: Some(kept), .. } = &plan.step {
+            prop_assert!(kept.previous.is_none(), "an expired previous hash is dropped");
+        }
         let every = every.map(Duration::from_secs);
         let decision = rotation::decide(&rec, None, None, every, now);
         prop_assert_eq!(decision.revoke_previous, None);
@@ -179,14 +204,14 @@ proptest! {
         let block = tenancy::block(&app, bound.then_some(&organization));
         let rec = record(secs, None);
         let inputs = |app: &M2MApp, now: Timestamp| {
-            app_plan::status(&StatusInputs {
+            app_status::status(&StatusInputs {
                 app,
                 grant: &grant,
                 block,
                 record: has_record.then_some(&rec),
                 conflict,
-                every: None,
                 now,
+                verified_secret: None,
             })
         };
         let first = inputs(&app, t(secs));

@@ -223,6 +223,50 @@ pub struct RotationStatus {
 }
 
 impl M2MApp {
+    /// `spec.rotation.every`, parsed (`None`: no schedule; the API server validates it).
+    pub fn rotation_every(&self) -> Option<std::time::Duration> {
+        let every = self.spec.rotation.as_ref()?.every.as_deref()?;
+        super::duration::parse(every).ok()
+    }
+
+    /// `spec.rotation.gracePeriod`, parsed (default 1h).
+    pub fn grace_period(&self) -> std::time::Duration {
+        let text = self
+            .spec
+            .rotation
+            .as_ref()
+            .map_or(super::keys::DEFAULT_GRACE_PERIOD, |r| {
+                r.grace_period.as_str()
+            });
+        super::duration::parse(text).unwrap_or(std::time::Duration::from_secs(3600))
+    }
+
+    /// `spec.tokenLifetime` in seconds, within the schema's 1m..24h (default 1h).
+    pub fn token_lifetime_secs(&self) -> i64 {
+        super::duration::parse(&self.spec.token_lifetime)
+            .map(|d| d.as_secs())
+            .unwrap_or(3600)
+            .clamp(60, 86_400) as i64
+    }
+
+    /// The value of the `m2m.dev/rotate` annotation, if set.
+    pub fn rotate_request(&self) -> Option<&str> {
+        self.annotation(super::keys::ANNOTATION_ROTATE)
+    }
+
+    /// The value of the `m2m.dev/revoke-previous` annotation, if set.
+    pub fn revoke_request(&self) -> Option<&str> {
+        self.annotation(super::keys::ANNOTATION_REVOKE_PREVIOUS)
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
     /// The Secret the credentials go to: `spec.secretName` or `<name>-credentials`.
     pub fn secret_name(&self) -> String {
         match &self.spec.secret_name {

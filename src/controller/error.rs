@@ -50,7 +50,7 @@ pub enum Error {
 
     #[error("updating the status of {kind} {name}: {source}")]
     PatchStatus {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,

@@ -2,20 +2,21 @@
 //! their status, orphaned client records are removed. Each reconcile runs
 //! dereference (cache and API reads) -> plan (pure) -> apply (writes) -> status.
 
-mod app;
-pub mod app_plan;
+pub mod app;
 pub mod conditions;
 mod error;
+pub mod events;
+#[cfg(test)]
+mod fake_api;
+mod hashing;
 mod org;
 pub mod org_plan;
 mod org_triggers;
 mod record_gc;
+mod status_patch;
+pub mod verified;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, future};
 use kube::{
@@ -28,7 +29,7 @@ use kube::{
         watcher,
     },
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::{
     BroadcastStream, UnboundedReceiverStream, errors::BroadcastStreamRecvError,
 };
@@ -38,7 +39,7 @@ pub use error::Error;
 
 use crate::{
     cache::{Cache, Change},
-    credentials::{record::SecretKind, secret::Endpoints},
+    credentials::secret::Endpoints,
     metrics::{KindLabels, Metrics, ReconcileLabels},
 };
 
@@ -63,30 +64,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent argon2id work (memory and CPU) to the number of cores.
-    hashing: Semaphore,
-    /// By app UID: the version of its Secret last verified against a hash (argon2id, or
-    /// written by this controller), so an unchanged Secret is not argon2-verified again.
-    verified: Mutex<HashMap<String, Verified>>,
-}
-
-#[derive(Clone, Debug)]
-struct Verified {
-    secret_uid: String,
-    resource_version: String,
-    hash: crate::credentials::hash::PhcHash,
-    kind: SecretKind,
-}
-
-impl Verified {
-    /// Its `status.verifiedSecret` value.
-    fn marker(&self) -> String {
-        app_plan::verified_marker(
-            &self.secret_uid,
-            &self.resource_version,
-            self.kind,
-            &self.hash,
-        )
-    }
+    hashing: hashing::HashingPool,
+    /// Which version of each app's Secret is known to hold a recorded secret.
+    verified: verified::VerifiedSecrets,
 }
 
 impl Context {
@@ -106,67 +86,23 @@ impl Context {
             client,
             cache,
             config,
+            hashing: hashing::HashingPool::new(cores, metrics.clone()),
             metrics,
-            hashing: Semaphore::new(cores),
-            verified: Mutex::new(HashMap::new()),
+            verified: verified::VerifiedSecrets::default(),
         }
-    }
-}
-
-impl Context {
-    /// Remembers that this version of an app's Secret holds the secret of `hash` (checked with
-    /// argon2id, or written by this controller), so the next reconcile need not verify it again.
-    fn remember_verified(
-        &self,
-        app_uid: &str,
-        secret: &k8s_openapi::api::core::v1::Secret,
-        hash: &crate::credentials::hash::PhcHash,
-        kind: SecretKind,
-    ) {
-        let (Some(secret_uid), Some(resource_version)) = (
-            secret.metadata.uid.clone(),
-            secret.metadata.resource_version.clone(),
-        ) else {
-            return;
-        };
-        if let Ok(mut cache) = self.verified.lock() {
-            cache.insert(
-                app_uid.to_owned(),
-                Verified {
-                    secret_uid,
-                    resource_version,
-                    hash: hash.clone(),
-                    kind,
-                },
-            );
-        }
-    }
-
-    /// What is remembered for this app's Secret (of whichever version).
-    fn remembered(&self, app_uid: &str) -> Option<Verified> {
-        self.verified.lock().ok()?.get(app_uid).cloned()
     }
 
     /// Forgets what was verified for apps no longer cached (deleted), so the memo does not grow
     /// with app churn over the life of the process. The record sweep calls this.
     fn forget_verified_of_gone_apps(&self) {
-        let live: std::collections::HashSet<String> = self
+        let live = self
             .cache
             .apps
             .state()
             .iter()
             .filter_map(|app| app.metadata.uid.clone())
             .collect();
-        if let Ok(mut verified) = self.verified.lock() {
-            verified.retain(|uid, _| live.contains(uid));
-        }
-    }
-
-    /// Forgets what was verified for one app (it was deleted).
-    fn forget_verified(&self, app_uid: &str) {
-        if let Ok(mut verified) = self.verified.lock() {
-            verified.remove(app_uid);
-        }
+        self.verified.retain_live(&live);
     }
 }
 
@@ -239,28 +175,28 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
             _ => None,
         }),
-        move |org| app::apps_of_org(&apps_by_org, &org),
+        move |org| app::triggers::apps_of_org(&apps_by_org, &org),
     )
     .watches_stream(
         changes(&cache, resync_tx.clone(), |c| match c {
             Change::Namespace(ns) => Some((*ns).clone()),
             _ => None,
         }),
-        move |ns| app::apps_in_namespace(&apps_by_ns, &ns),
+        move |ns| app::triggers::apps_in_namespace(&apps_by_ns, &ns),
     )
     .watches_stream(
         changes(&cache, resync_tx.clone(), |c| match c {
             Change::TenantSecret(secret) => Some((*secret).clone()),
             _ => None,
         }),
-        |secret| app::owner_of_secret(&secret),
+        |secret| app::triggers::owner_of_secret(&secret),
     )
     .watches_stream(
         changes(&cache, resync_tx, |c| match c {
             Change::Record(record) => Some((*record).clone()),
             _ => None,
         }),
-        |record| app::app_of_record(&record),
+        |record| app::triggers::app_of_record(&record),
     )
     .reconcile_all_on(reconcile_all(resync_rx))
     .with_config(
@@ -361,65 +297,4 @@ fn observe(
         .reconcile_duration
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use k8s_openapi::api::core::v1::Secret;
-
-    use super::*;
-    use crate::{
-        api::{M2MApp, M2MAppSpec},
-        credentials::{generate::ClientSecret, hash},
-    };
-
-    #[tokio::test]
-    async fn the_verified_memo_forgets_deleted_apps_and_keeps_live_ones() {
-        // A client that never connects: nothing here calls the API server.
-        let client =
-            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let (cache, mut writers) = Cache::detached();
-        let mut live = M2MApp::new("live", M2MAppSpec::default());
-        live.metadata.namespace = Some("tenant".into());
-        live.metadata.uid = Some("uid-live".into());
-        crate::cache::put(&mut writers.apps, live);
-        let metrics = Arc::new(Metrics::register(
-            &mut prometheus_client::registry::Registry::default(),
-            cache.apps.clone(),
-        ));
-        let ctx = Context::new(
-            client,
-            cache,
-            ControllerConfig {
-                operator_namespace: "m2m-system".into(),
-                endpoints: Endpoints {
-                    issuer: "https://m2m.example.com".into(),
-                    token_url: "https://m2m.example.com/oauth2/token".into(),
-                },
-                resync: Duration::from_secs(3600),
-                instance: "test".into(),
-            },
-            metrics,
-        );
-        let mut secret = Secret::default();
-        secret.metadata.uid = Some("secret-uid".into());
-        secret.metadata.resource_version = Some("1".into());
-        let hash = hash::hash(&ClientSecret::new("m2msec_test")).unwrap();
-        for uid in ["uid-live", "uid-deleted", "uid-also-deleted"] {
-            ctx.remember_verified(uid, &secret, &hash, SecretKind::Current);
-        }
-        ctx.forget_verified("uid-also-deleted");
-        assert!(ctx.remembered("uid-also-deleted").is_none());
-        ctx.forget_verified_of_gone_apps();
-        assert!(
-            ctx.remembered("uid-live").is_some(),
-            "a live app keeps its memo"
-        );
-        assert!(
-            ctx.remembered("uid-deleted").is_none(),
-            "a deleted app's is gone"
-        );
-    }
 }

@@ -4,18 +4,19 @@ use std::{sync::Arc, time::Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType},
-        reflector::ObjectRef,
-    },
+    Api, ResourceExt,
+    runtime::{controller::Action, reflector::ObjectRef},
 };
 
-use super::{Context, Error, conditions::ready_reason, org_plan};
+use super::{
+    Context, Error,
+    conditions::ready_reason,
+    events::{self, Note},
+    org_plan,
+    status_patch::patch_status,
+};
 use crate::{
-    api::{M2MApp, Organization, conditions::org_reasons, keys::FIELD_MANAGER},
+    api::{M2MApp, Organization, conditions::org_reasons},
     cache::Cache,
     tenancy,
 };
@@ -60,19 +61,7 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
     );
     if org.status.as_ref() != Some(&desired) {
         let api: Api<Organization> = Api::all(ctx.client.clone());
-        let patch =
-            serde_json::json!({"apiVersion": "m2m.dev/v1alpha1", "kind": KIND, "status": desired});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::PatchStatus {
-            kind: KIND,
-            name: name.clone(),
-            source,
-        })?;
+        patch_status(&api, &name, &desired).await?;
         let old_reason = org
             .status
             .as_ref()
@@ -82,16 +71,12 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
             && new_reason == Some(org_reasons::DUPLICATE_CODE)
             && let Some(condition) = desired.conditions.first()
         {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: org_reasons::DUPLICATE_CODE.to_owned(),
-                note: Some(condition.message.clone()),
-                action: "CheckCode".to_owned(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&event, &org.object_ref(&())).await {
-                tracing::warn!(error = %e, "publishing an Event failed");
-            }
+            let note = Note::warning(
+                org_reasons::DUPLICATE_CODE,
+                "CheckCode",
+                condition.message.clone(),
+            );
+            events::publish(ctx, org, note).await;
         }
     }
     Ok(Action::requeue(ctx.config.resync))

@@ -34,7 +34,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     if let Some(uid) = app.metadata.uid.as_deref()
                         && !app_exists(&ctx, &app.namespace().unwrap_or_default(), &app.name_any(), uid)
                     {
-                        ctx.forget_verified(uid);
+                        ctx.verified.forget(uid);
                         delete(&ctx, &record_name(uid)).await;
                     }
                 }
@@ -66,7 +66,7 @@ fn is_orphan(ctx: &Context, record: &Secret) -> bool {
     let Some(uid) = record.labels().get(LABEL_APP_UID) else {
         return false;
     };
-    match super::app::app_of_record(record) {
+    match super::app::triggers::app_of_record(record) {
         Some(app) => !app_exists(
             ctx,
             app.namespace.as_deref().unwrap_or_default(),

@@ -16,7 +16,7 @@ use kube::{
 };
 use m2m_operator::{
     api::M2MApp,
-    controller::app_plan::{self, StatusInputs},
+    controller::app::status::{self as app_status, StatusInputs},
     credentials::{
         generate::{self, ClientSecret},
         hash::{self, PhcHash},
@@ -254,14 +254,14 @@ async fn raw_writes(
                     .create(&params, &secret)
                     .await
                     .expect("create Secret");
-                let status = app_plan::status(&StatusInputs {
+                let status = app_status::status(&StatusInputs {
                     app: &app,
                     grant: &Ok(grant),
                     block: None,
                     record: Some(&record),
                     conflict: false,
-                    every: None,
                     now,
+                    verified_secret: None,
                 });
                 let patch =
                     json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp", "status": status});

@@ -1,0 +1,334 @@
+//! Apply: the writes a [`Plan`] calls for, in its order (the record before the Secret), and the
+//! Events that say what was done. Nothing here decides.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+
+use super::{
+    observe::Observed,
+    plan::{self, Plan, Promotion, RecordDraft, Step},
+};
+use crate::{
+    api::keys::FIELD_MANAGER,
+    controller::{Context, Error, events::Note},
+    credentials::{
+        generate::{self, ClientSecret},
+        hash::{self, PhcHash},
+        record::{ClientRecord, Pending, SecretKind},
+        secret as tenant_secret,
+    },
+    metrics::EventLabels,
+    rotation::Cause,
+    tenancy::Grant,
+};
+
+/// What apply did.
+pub struct Applied {
+    /// The client record after the writes (`None`: the app has none).
+    pub record: Option<ClientRecord>,
+    /// Events to publish about the app.
+    pub notes: Vec<Note>,
+}
+
+/// Carries out `plan`.
+pub async fn apply(ctx: &Context, o: &Observed<'_>, plan: Plan) -> Result<Applied, Error> {
+    let mut w = Writes::new(ctx, o);
+    let mut notes = Vec::new();
+    if plan.revokes_previous {
+        notes.push(Note::warning(
+            "PreviousSecretRevoked",
+            "RevokePrevious",
+            "the previous client secret was revoked before its grace period ended".to_owned(),
+        ));
+    }
+    let record = match plan.step {
+        Step::Hold => o.record.clone(),
+        Step::Issue {
+            cause,
+            draft,
+            grant,
+        } => {
+            let record = w.issue(draft, &grant).await?;
+            let (action, note) = cause.note(&o.app.secret_name());
+            w.count(action);
+            notes.push(note);
+            Some(record)
+        }
+        Step::RecoverRecord { draft, sync } => {
+            let record = w.recover(draft, sync.as_ref(), &mut notes).await?;
+            w.count("recovered");
+            notes.push(Note::warning(
+                "RecordRecovered",
+                "RecoverRecord",
+                "the client record was missing; rebuilt it from the Secret (the secret is unchanged)"
+                    .to_owned(),
+            ));
+            Some(record)
+        }
+        Step::FinishRotation { record, sync } => {
+            w.write_record(&record).await?;
+            w.sync(sync.as_ref(), &mut notes).await?;
+            Some(record)
+        }
+        Step::Rotate {
+            cause,
+            record,
+            promotion,
+            grant,
+        } => {
+            let record = w.rotate(record, &cause, &promotion, &grant).await?;
+            w.count("rotated");
+            notes.push(rotated_note(o, &record, &cause));
+            Some(record)
+        }
+        Step::Keep { record, sync } => {
+            if let Some(record) = &record {
+                w.write_record(record).await?;
+            }
+            w.sync(sync.as_ref(), &mut notes).await?;
+            record.or_else(|| o.record.clone())
+        }
+    };
+    Ok(Applied { record, notes })
+}
+
+fn rotated_note(o: &Observed<'_>, record: &ClientRecord, cause: &Cause) -> Note {
+    let why = match cause {
+        Cause::Requested(value) => format!("m2m.dev/rotate={value:?}"),
+        Cause::Scheduled => "spec.rotation.every".to_owned(),
+    };
+    let until = record
+        .previous
+        .as_ref()
+        .map_or("is revoked now".to_owned(), |p| {
+            format!("works until {}", p.expires_at)
+        });
+    Note::normal(
+        "SecretRotated",
+        "RotateSecret",
+        format!(
+            "rotated the client secret in Secret {:?} to revision {} ({why}); the previous secret {until}",
+            o.app.secret_name(),
+            record.revision
+        ),
+    )
+}
+
+/// The writes of one reconcile, each guarded by the resourceVersion it last read or wrote.
+struct Writes<'a> {
+    ctx: &'a Context,
+    o: &'a Observed<'a>,
+    records: Api<Secret>,
+    secrets: Api<Secret>,
+    /// The record Secret as last read or written (the guard of the next record write).
+    record_secret: Option<Secret>,
+    /// The app's Secret as last read or written.
+    secret: Option<Secret>,
+}
+
+impl<'a> Writes<'a> {
+    fn new(ctx: &'a Context, o: &'a Observed<'a>) -> Self {
+        Self {
+            ctx,
+            o,
+            records: Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace),
+            secrets: Api::namespaced(ctx.client.clone(), &o.keys.namespace),
+            record_secret: o.record_secret.clone(),
+            secret: o.secret.clone(),
+        }
+    }
+
+    fn count(&self, action: &'static str) {
+        self.ctx
+            .metrics
+            .credentials
+            .get_or_create(&EventLabels { action })
+            .inc();
+    }
+
+    async fn hash(&self, secret: &ClientSecret) -> Result<PhcHash, Error> {
+        let secret = secret.clone();
+        self.ctx
+            .hashing
+            .run("hash", move || hash::hash(&secret))
+            .await?
+            .map_err(Error::from)
+    }
+
+    /// A new secret: record first, then the Secret.
+    async fn issue(&mut self, draft: RecordDraft, grant: &Grant) -> Result<ClientRecord, Error> {
+        let secret = generate::client_secret()?;
+        let record = draft.with_current(self.hash(&secret).await?);
+        self.write_record(&record).await?;
+        let written = self.write_secret(&secret, &record, grant).await?;
+        // This controller wrote that secret: the next reconcile need not argon2-verify it.
+        self.ctx.verified.remember(
+            &self.o.keys.uid,
+            &written,
+            &record.current,
+            SecretKind::Current,
+        );
+        Ok(record)
+    }
+
+    /// Rebuilds a lost record from the intact Secret.
+    async fn recover(
+        &mut self,
+        draft: RecordDraft,
+        sync: Option<&Secret>,
+        notes: &mut Vec<Note>,
+    ) -> Result<ClientRecord, Error> {
+        let plain = self
+            .o
+            .secret
+            .as_ref()
+            .and_then(tenant_secret::client_secret_of)
+            .ok_or(Error::Inconsistent(MISSING))?;
+        let record = draft.with_current(self.hash(&plain).await?);
+        self.write_record(&record).await?;
+        self.sync(sync, notes).await?;
+        Ok(record)
+    }
+
+    /// Rotates the secret, crash-safe: (1) the new secret's hash goes into the record as
+    /// pending (accepted from now on, the current one still accepted), (2) the Secret gets the
+    /// new secret and revision, (3) the record makes it current and keeps the old one as
+    /// previous until the grace period ends. Dying after (1) leaves the old secret in place and
+    /// the request unhandled, so the next reconcile starts over; dying after (2) is finished by
+    /// the next reconcile ([`Step::FinishRotation`]). No secret a workload may hold is ever
+    /// refused before its grace period ends.
+    async fn rotate(
+        &mut self,
+        mut record: ClientRecord,
+        cause: &Cause,
+        promotion: &Promotion,
+        grant: &Grant,
+    ) -> Result<ClientRecord, Error> {
+        let new_secret = generate::client_secret()?;
+        record.pending = Some(Pending {
+            hash: self.hash(&new_secret).await?,
+            rotate_request: match cause {
+                Cause::Requested(value) => Some(value.clone()),
+                Cause::Scheduled => None,
+            },
+            started_at: self.o.now,
+        });
+        self.write_record(&record).await?;
+        let next = ClientRecord {
+            revision: record.revision + 1,
+            ..record.clone()
+        };
+        let written_secret = self.write_secret(&new_secret, &next, grant).await?;
+        let record = plan::promote(record, promotion);
+        self.write_record(&record).await?;
+        self.ctx.verified.remember(
+            &self.o.keys.uid,
+            &written_secret,
+            &record.current,
+            SecretKind::Current,
+        );
+        Ok(record)
+    }
+
+    /// Creates the record, or replaces it guarded by the resourceVersion last read or written.
+    async fn write_record(&mut self, record: &ClientRecord) -> Result<(), Error> {
+        let mut desired = record
+            .to_secret(&self.ctx.config.operator_namespace)
+            .map_err(Error::SerializeRecord)?;
+        let name = desired.name_any();
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let result = match &self.record_secret {
+            None => self.records.create(&params, &desired).await,
+            Some(existing) => {
+                desired.metadata.resource_version = existing.metadata.resource_version.clone();
+                self.records.replace(&name, &params, &desired).await
+            }
+        };
+        let written = result.map_err(|source| Error::WriteRecord { name, source })?;
+        self.record_secret = Some(written);
+        Ok(())
+    }
+
+    /// Writes the Secret with `secret`: created when missing (never over a foreign one),
+    /// otherwise applied guarded by the resourceVersion last read or written.
+    async fn write_secret(
+        &mut self,
+        secret: &ClientSecret,
+        record: &ClientRecord,
+        grant: &Grant,
+    ) -> Result<Secret, Error> {
+        let content = plan::content(&record.client_id, record.revision, grant, &self.o.endpoints);
+        let desired =
+            tenant_secret::render(self.o.app, secret, &content).ok_or(Error::MissingObjectKey)?;
+        self.put_secret(desired).await
+    }
+
+    async fn put_secret(&mut self, mut desired: Secret) -> Result<Secret, Error> {
+        let name = desired.name_any();
+        let result = match &self.secret {
+            None => {
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PostParams::default()
+                };
+                self.secrets.create(&params, &desired).await
+            }
+            Some(existing) => {
+                desired.metadata.resource_version = existing.metadata.resource_version.clone();
+                self.secrets
+                    .patch(
+                        &name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&desired),
+                    )
+                    .await
+            }
+        };
+        let written = result.map_err(|source| Error::WriteSecret {
+            namespace: self.o.keys.namespace.clone(),
+            name,
+            source,
+        })?;
+        self.secret = Some(written.clone());
+        Ok(written)
+    }
+
+    /// Writes `desired` (the Secret with its secret kept, other fields brought in line), if the
+    /// plan found it out of line.
+    async fn sync(&mut self, desired: Option<&Secret>, notes: &mut Vec<Note>) -> Result<(), Error> {
+        let Some(desired) = desired else {
+            return Ok(());
+        };
+        let before = self.secret.clone();
+        let written = self.put_secret(desired.clone()).await?;
+        // The same secret in a new version of the Secret: what was verified of the old version
+        // holds for it.
+        if let Some(verified) = self
+            .ctx
+            .verified
+            .get(&self.o.keys.uid)
+            .filter(|v| before.as_ref().is_some_and(|b| v.is_of(b)))
+        {
+            self.ctx
+                .verified
+                .remember(&self.o.keys.uid, &written, &verified.hash, verified.kind);
+        }
+        notes.push(Note::normal(
+            "SecretUpdated",
+            "SyncSecret",
+            format!(
+                "updated Secret {:?} to match the M2MApp (the client secret is unchanged)",
+                self.o.app.secret_name()
+            ),
+        ));
+        Ok(())
+    }
+}
+
+const MISSING: &str = "the plan expected an object that is not there";

@@ -1,0 +1,238 @@
+//! Dereference: everything one M2MApp reconcile decides from, read once. The Organization and
+//! Namespace come from the cache; the app's Secret and client record are read fresh from the API
+//! (the credential decisions must never act on a stale view); the Secret's `client_secret` is
+//! matched against the record's hashes (argon2id only when that Secret version was not
+//! confirmed before).
+
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use kube::{Api, runtime::reflector::ObjectRef};
+
+use super::plan::SecretState;
+use crate::{
+    api::M2MApp,
+    controller::{Context, Error},
+    credentials::{
+        hash::{self, PhcHash},
+        record::{ClientRecord, SecretKind, record_name},
+        secret::{self as tenant_secret, Endpoints},
+    },
+    tenancy::{self, Block, Grant, Refusal},
+};
+
+/// The namespace, name and UID of the app being reconciled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppKeys {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl AppKeys {
+    pub fn of(app: &M2MApp) -> Option<Self> {
+        Some(Self {
+            namespace: app.metadata.namespace.clone()?,
+            name: app.metadata.name.clone()?,
+            uid: app.metadata.uid.clone()?,
+        })
+    }
+}
+
+/// What one reconcile read.
+pub struct Observed<'a> {
+    pub app: &'a M2MApp,
+    pub keys: AppKeys,
+    pub now: Timestamp,
+    /// Where the token endpoint is (written into the Secret).
+    pub endpoints: Endpoints,
+    /// Whether the app may have credentials, and with which `org_code` and scopes.
+    pub grant: Result<Grant, Refusal>,
+    /// Whether an app with a grant is blocked from getting tokens now.
+    pub block: Option<Block>,
+    /// The client record, if present and readable.
+    pub record: Option<ClientRecord>,
+    /// The Secret the record is stored in (also when it is unreadable).
+    pub record_secret: Option<Secret>,
+    /// The app's Secret.
+    pub secret: Option<Secret>,
+    pub secret_state: SecretState,
+}
+
+/// Reads everything the reconcile of `app` needs.
+pub async fn observe<'a>(
+    ctx: &Context,
+    app: &'a M2MApp,
+    keys: AppKeys,
+    now: Timestamp,
+) -> Result<Observed<'a>, Error> {
+    let (grant, block) = tenancy_of(ctx, app, &keys.namespace);
+    let records: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
+    let record_secret_name = record_name(&keys.uid);
+    let record_secret = records
+        .get_opt(&record_secret_name)
+        .await
+        .map_err(|source| Error::GetRecord {
+            name: record_secret_name.clone(),
+            source,
+        })?;
+    let record = record_secret
+        .as_ref()
+        .and_then(|s| match ClientRecord::from_secret(s) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable client record; it will be rebuilt");
+                None
+            }
+        });
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &keys.namespace);
+    let secret_name = app.secret_name();
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| Error::GetSecret {
+            namespace: keys.namespace.clone(),
+            name: secret_name.clone(),
+            source,
+        })?;
+    let secret_state = classify(ctx, app, secret.as_ref(), &keys.uid, record.as_ref()).await?;
+    Ok(Observed {
+        app,
+        keys,
+        now,
+        endpoints: ctx.config.endpoints.clone(),
+        grant,
+        block,
+        record,
+        record_secret,
+        secret,
+        secret_state,
+    })
+}
+
+/// The grant and block of `app`, from the cached Organization and Namespace.
+fn tenancy_of(
+    ctx: &Context,
+    app: &M2MApp,
+    namespace: &str,
+) -> (Result<Grant, Refusal>, Option<Block>) {
+    let org = app
+        .spec
+        .organization_ref
+        .as_ref()
+        .and_then(|r| ctx.cache.organizations.get(&ObjectRef::new(&r.name)));
+    let org_state = org.as_deref().map(|o| {
+        let sharing = ctx
+            .cache
+            .org_codes
+            .sharing(o.effective_code(), &ctx.cache.organizations);
+        tenancy::org_state(o, sharing.iter().map(AsRef::as_ref))
+    });
+    let namespace_labels = ctx
+        .cache
+        .namespaces
+        .get(&ObjectRef::new(namespace))
+        .and_then(|ns| ns.metadata.labels.clone());
+    let grant = tenancy::grant(
+        app,
+        org.as_deref().zip(org_state.as_ref()),
+        namespace_labels.as_ref(),
+    );
+    (grant, tenancy::block(app, org.as_deref()))
+}
+
+/// Decides which recorded hash (if any) the Secret's `client_secret` matches, verifying with
+/// argon2id only when the Secret or the hashes changed since the last check.
+async fn classify(
+    ctx: &Context,
+    app: &M2MApp,
+    secret: Option<&Secret>,
+    uid: &str,
+    record: Option<&ClientRecord>,
+) -> Result<SecretState, Error> {
+    let Some(secret) = secret else {
+        return Ok(SecretState::Missing);
+    };
+    if !tenant_secret::controlled_by(&secret.metadata, uid) {
+        return Ok(SecretState::Foreign);
+    }
+    let Some(plain) = tenant_secret::client_secret_of(secret) else {
+        return Ok(SecretState::Ours {
+            matched: None,
+            readable: false,
+        });
+    };
+    let Some(record) = record else {
+        return Ok(SecretState::Ours {
+            matched: None,
+            readable: true,
+        });
+    };
+    let candidates = candidates(record);
+    // Verified before: by this process (memory), or by any earlier one (the marker it left in
+    // the status). Either names the Secret version and the hash, so an edit or a new hash
+    // does not match.
+    let in_memory = ctx
+        .verified
+        .get(uid)
+        .filter(|v| v.is_of(secret))
+        .filter(|v| candidates.iter().any(|(h, k)| *h == v.hash && *k == v.kind))
+        .map(|v| v.kind);
+    let in_status = || {
+        let marker = app.status.as_ref()?.verified_secret.as_deref()?;
+        let (uid_s, version) = (
+            secret.metadata.uid.as_deref().unwrap_or_default(),
+            secret
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default(),
+        );
+        candidates
+            .iter()
+            .find(|(hash, kind)| {
+                crate::controller::verified::marker(uid_s, version, *kind, hash) == marker
+            })
+            .map(|(hash, kind)| {
+                ctx.verified.remember(uid, secret, hash, *kind);
+                *kind
+            })
+    };
+    if let Some(kind) = in_memory.or_else(in_status) {
+        return Ok(SecretState::Ours {
+            matched: Some(kind),
+            readable: true,
+        });
+    }
+    let matched = ctx
+        .hashing
+        .run("verify", move || {
+            candidates
+                .into_iter()
+                .find(|(hash, _)| hash::verify(plain.expose(), hash))
+        })
+        .await?;
+    if let Some((hash, kind)) = &matched {
+        ctx.verified.remember(uid, secret, hash, *kind);
+    }
+    Ok(SecretState::Ours {
+        matched: matched.map(|(_, kind)| kind),
+        readable: true,
+    })
+}
+
+/// Every hash of the record, with its kind.
+fn candidates(record: &ClientRecord) -> Vec<(PhcHash, SecretKind)> {
+    std::iter::once((record.current.clone(), SecretKind::Current))
+        .chain(
+            record
+                .pending
+                .as_ref()
+                .map(|p| (p.hash.clone(), SecretKind::Pending)),
+        )
+        .chain(
+            record
+                .previous
+                .as_ref()
+                .map(|p| (p.hash.clone(), SecretKind::Previous)),
+        )
+        .collect()
+}

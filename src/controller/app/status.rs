@@ -1,0 +1,304 @@
+//! The M2MApp status from what was observed and what apply left in the record (pure), the Event
+//! of a new refusal, and when the app must be looked at again.
+
+use std::time::Duration;
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+
+use super::{observe::Observed, plan::SecretState};
+use crate::{
+    api::{M2MApp, M2MAppStatus, RotationStatus, conditions::app_reasons},
+    controller::{
+        conditions::{self, ready_reason},
+        events::Note,
+    },
+    credentials::record::ClientRecord,
+    rotation,
+    tenancy::{Block, Grant, Refusal},
+};
+
+/// Everything the status is computed from.
+pub struct StatusInputs<'a> {
+    pub app: &'a M2MApp,
+    pub grant: &'a Result<Grant, Refusal>,
+    pub block: Option<Block>,
+    /// The record after this reconcile's writes.
+    pub record: Option<&'a ClientRecord>,
+    pub conflict: bool,
+    pub now: Timestamp,
+    /// The `status.verifiedSecret` marker to write (`None`: keep the one there).
+    pub verified_secret: Option<String>,
+}
+
+impl<'a> StatusInputs<'a> {
+    pub fn new(o: &'a Observed<'a>, record: Option<&'a ClientRecord>) -> Self {
+        Self {
+            app: o.app,
+            grant: &o.grant,
+            block: o.block,
+            record,
+            conflict: o.secret_state == SecretState::Foreign && o.grant.is_ok(),
+            now: o.now,
+            verified_secret: None,
+        }
+    }
+}
+
+/// The desired status.
+pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
+    let app = inputs.app;
+    let previous_conditions: &[Condition] = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let secret_name = app.secret_name();
+    let (ok, reason, message) = match (inputs.grant, inputs.conflict, inputs.record, inputs.block) {
+        (Err(refusal), _, _, _) => (false, refusal.reason(), refusal.message()),
+        (Ok(_), true, _, _) => (
+            false,
+            app_reasons::SECRET_CONFLICT,
+            format!(
+                "Secret {secret_name:?} exists and is not controlled by this M2MApp; \
+                 delete it or choose another spec.secretName"
+            ),
+        ),
+        (Ok(_), false, None, _) => (
+            false,
+            app_reasons::CREDENTIALS_ISSUED,
+            "credentials are being issued".to_owned(),
+        ),
+        (Ok(_), false, Some(_), Some(block)) => (false, block.reason(), block.message().to_owned()),
+        (Ok(_), false, Some(record), None) => (
+            true,
+            app_reasons::CREDENTIALS_ISSUED,
+            format!(
+                "client credentials are in Secret {secret_name:?} (revision {})",
+                record.revision
+            ),
+        ),
+    };
+    let condition = conditions::ready(
+        ok,
+        reason,
+        message,
+        app.metadata.generation,
+        previous_conditions,
+        inputs.now,
+    );
+    let issued = inputs.record.filter(|_| !inputs.conflict);
+    let grant = inputs.grant.as_ref().ok();
+    let every = app.rotation_every();
+    M2MAppStatus {
+        client_id: issued.map(|r| r.client_id.clone()),
+        secret_name: issued.map(|_| secret_name.clone()),
+        organization_code: grant.and_then(|g| g.org_code.clone()),
+        scopes: grant.map(|g| g.scopes.clone()).unwrap_or_default(),
+        rotation: issued.map(|r| RotationStatus {
+            revision: r.revision,
+            last_rotation_time: Some(conditions::api_time(r.last_rotation_time)),
+            next_rotation_time: rotation::next_rotation(r, every).map(conditions::api_time),
+            previous_secret_expires_at: r
+                .previous
+                .as_ref()
+                .filter(|p| p.expires_at > inputs.now)
+                .map(|p| conditions::api_time(p.expires_at)),
+            last_handled_rotate_request: r.handled_rotate_request.clone(),
+            last_handled_revoke_request: r.handled_revoke_request.clone(),
+        }),
+        conditions: vec![condition],
+        observed_generation: app.metadata.generation,
+        // A marker of an older version matches nothing; it stays until a newer one is known.
+        verified_secret: inputs
+            .verified_secret
+            .clone()
+            .or_else(|| app.status.as_ref().and_then(|s| s.verified_secret.clone())),
+    }
+}
+
+/// The Warning Event of a `Ready=False` reason the app did not have before.
+pub fn refusal_note(app: &M2MApp, desired: &M2MAppStatus) -> Option<Note> {
+    let old = app
+        .status
+        .as_ref()
+        .and_then(|s| ready_reason(&s.conditions));
+    let condition = desired.conditions.first()?;
+    (old != Some(condition.reason.as_str())
+        && condition.status == "False"
+        && condition.reason != app_reasons::CREDENTIALS_ISSUED)
+        .then(|| Note::warning(&condition.reason, "Refuse", condition.message.clone()))
+}
+
+/// When to look at the app again: when the previous secret's grace period ends (to drop its
+/// hash) or the next scheduled rotation is due, and at least every `resync`.
+pub fn wake_after(
+    app: &M2MApp,
+    record: Option<&ClientRecord>,
+    now: Timestamp,
+    resync: Duration,
+) -> Duration {
+    let wake_at = record.and_then(|r| {
+        let grace_end = r.previous.as_ref().map(|p| p.expires_at);
+        let next = rotation::next_rotation(r, app.rotation_every());
+        grace_end.into_iter().chain(next).min()
+    });
+    wake_at
+        .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
+        .map_or(resync, |d| d.min(resync) + Duration::from_millis(100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        api::M2MAppSpec,
+        controller::app::plan::tests::{record, t},
+        credentials::record::Previous,
+    };
+
+    fn ok() -> Result<Grant, Refusal> {
+        Ok(Grant {
+            org_code: None,
+            scopes: vec![],
+        })
+    }
+
+    fn app() -> M2MApp {
+        let mut a = M2MApp::new(
+            "agent",
+            M2MAppSpec {
+                audiences: vec!["api".into()],
+                ..Default::default()
+            },
+        );
+        a.metadata.namespace = Some("n".into());
+        a.metadata.generation = Some(4);
+        a
+    }
+
+    #[test]
+    fn status_reports_issue_conflict_refusal_and_block() {
+        let a = app();
+        let rec = record();
+        let grant = Ok(Grant {
+            org_code: Some("org_1".into()),
+            scopes: vec!["read".into()],
+        });
+        let inputs = |grant, record, conflict, block| StatusInputs {
+            app: &a,
+            grant,
+            block,
+            record,
+            conflict,
+            now: t(50),
+            verified_secret: None,
+        };
+
+        let ready = status(&inputs(&grant, Some(&rec), false, None));
+        let c = &ready.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "CredentialsIssued")
+        );
+        assert_eq!(ready.client_id.as_deref(), Some(rec.client_id.as_str()));
+        assert_eq!(ready.secret_name.as_deref(), Some("agent-credentials"));
+        assert_eq!(ready.organization_code.as_deref(), Some("org_1"));
+        assert_eq!(ready.scopes, ["read"]);
+        assert_eq!(ready.rotation.as_ref().unwrap().revision, 1);
+        assert_eq!(ready.observed_generation, Some(4));
+
+        let conflict = status(&inputs(&grant, None, true, None));
+        assert_eq!(conflict.conditions[0].reason, "SecretConflict");
+        assert!(conflict.conditions[0].message.contains("agent-credentials"));
+        assert_eq!(conflict.client_id, None);
+
+        let refused = Err(Refusal::NamespaceNotAllowed {
+            org: "acme".into(),
+            namespace: "n".into(),
+        });
+        let r = status(&inputs(&refused, None, false, None));
+        assert_eq!(
+            (
+                r.conditions[0].status.as_str(),
+                r.conditions[0].reason.as_str()
+            ),
+            ("False", "NamespaceNotAllowed")
+        );
+
+        let blocked = status(&inputs(
+            &grant,
+            Some(&rec),
+            false,
+            Some(Block::OrganizationSuspended),
+        ));
+        assert_eq!(blocked.conditions[0].reason, "OrganizationSuspended");
+        assert_eq!(
+            blocked.client_id.as_deref(),
+            Some(rec.client_id.as_str()),
+            "credentials are kept"
+        );
+    }
+
+    /// The controller writes the status only when it differs from the cached one, so the status
+    /// it computes must survive the API's round trip (whole-second timestamps) unchanged.
+    #[test]
+    fn status_is_unchanged_by_a_round_trip_through_the_api() {
+        let a = app();
+        let mut rec = record();
+        let now = t(50) + k8s_openapi::jiff::SignedDuration::from_millis(123);
+        rec.last_rotation_time = now;
+        rec.previous = Some(Previous {
+            hash: rec.current.clone(),
+            expires_at: now + k8s_openapi::jiff::SignedDuration::from_secs(3600),
+        });
+        let grant = ok();
+        let desired = status(&StatusInputs {
+            app: &a,
+            grant: &grant,
+            block: None,
+            record: Some(&rec),
+            conflict: false,
+            now,
+            verified_secret: None,
+        });
+        let stored: M2MAppStatus =
+            serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
+        assert_eq!(stored, desired);
+    }
+
+    #[test]
+    fn status_hides_an_expired_grace_period() {
+        let a = app();
+        let mut rec = record();
+        rec.previous = Some(Previous {
+            hash: rec.current.clone(),
+            expires_at: t(100),
+        });
+        let grant = ok();
+        let at = |now| {
+            status(&StatusInputs {
+                app: &a,
+                grant: &grant,
+                block: None,
+                record: Some(&rec),
+                conflict: false,
+                now,
+                verified_secret: None,
+            })
+        };
+        assert!(
+            at(t(99))
+                .rotation
+                .unwrap()
+                .previous_secret_expires_at
+                .is_some()
+        );
+        assert!(
+            at(t(100))
+                .rotation
+                .unwrap()
+                .previous_secret_expires_at
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The API calls of the M2MApp reconcile against a fake API ([`crate::controller::fake_api`]):
+//! the order and number of writes of issue, rotation and repair.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+
+use super::reconcile_app;
+use crate::{
+    api::M2MApp,
+    cache::{self, Cache},
+    controller::{Context, ControllerConfig, fake_api::FakeApi},
+    credentials::secret::Endpoints,
+    metrics::Metrics,
+};
+
+pub const NS: &str = "tenant";
+pub const OPERATOR_NS: &str = "m2m-system";
+pub const UID: &str = "0b0e2f4a-0000-4000-8000-000000000001";
+pub const RECORD: &str =
+    "/api/v1/namespaces/m2m-system/secrets/m2m-client-0b0e2f4a-0000-4000-8000-000000000001";
+pub const SECRET: &str = "/api/v1/namespaces/tenant/secrets/agent-credentials";
+pub const APP: &str = "/apis/m2m.dev/v1alpha1/namespaces/tenant/m2mapps/agent";
+
+/// A global app allowed in its namespace, in the fake API and the cache, and a Context over them.
+pub struct Harness {
+    pub api: FakeApi,
+    pub ctx: Context,
+    pub app: M2MApp,
+}
+
+impl Harness {
+    pub fn new(spec: Value) -> Self {
+        let api = FakeApi::default();
+        let app: M2MApp = serde_json::from_value(json!({
+            "apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
+            "metadata": {"name": "agent", "namespace": NS, "uid": UID, "generation": 1},
+            "spec": spec,
+        }))
+        .unwrap();
+        api.put(APP, serde_json::to_value(&app).unwrap());
+        let (cache, mut writers) = Cache::detached();
+        let ns = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
+        cache::put(&mut writers.namespaces, ns);
+        cache::put(&mut writers.apps, app.clone());
+        let metrics = Arc::new(Metrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+            cache.apps.clone(),
+        ));
+        let ctx = Context::new(
+            api.client(),
+            cache,
+            ControllerConfig {
+                operator_namespace: OPERATOR_NS.into(),
+                endpoints: Endpoints {
+                    issuer: "https://m2m.example.com".into(),
+                    token_url: "https://m2m.example.com/oauth2/token".into(),
+                },
+                resync: Duration::from_secs(3600),
+                instance: "test".into(),
+            },
+            metrics,
+        );
+        Self { api, ctx, app }
+    }
+
+    /// Reconciles the app as the fake API now holds it (with the status written last).
+    pub async fn reconcile(&mut self) {
+        if let Some(stored) = self.api.get(APP) {
+            self.app = serde_json::from_value(stored).unwrap();
+        }
+        self.api.clear_calls();
+        reconcile_app(&self.app, &self.ctx)
+            .await
+            .expect("reconcile");
+    }
+
+    pub fn annotate(&mut self, key: &str, value: &str) {
+        let mut stored = self.api.get(APP).unwrap();
+        stored["metadata"]["annotations"][key] = json!(value);
+        self.api.put(APP, stored);
+    }
+
+    pub fn record(&self) -> crate::credentials::record::ClientRecord {
+        let secret = serde_json::from_value(self.api.get(RECORD).expect("record")).unwrap();
+        crate::credentials::record::ClientRecord::from_secret(&secret).unwrap()
+    }
+
+    pub fn client_secret(&self) -> String {
+        let secret = self.api.get(SECRET).expect("Secret");
+        let b64 = secret["data"]["client_secret"].as_str().unwrap();
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+const CREATE_RECORD: &str = "POST /api/v1/namespaces/m2m-system/secrets";
+const CREATE_SECRET: &str = "POST /api/v1/namespaces/tenant/secrets";
+fn replace_record() -> String {
+    format!("PUT {RECORD}")
+}
+fn patch_secret() -> String {
+    format!("PATCH {SECRET}")
+}
+fn patch_status() -> String {
+    format!("PATCH {APP}/status")
+}
+
+#[tokio::test]
+async fn issue_writes_the_record_then_the_secret_then_the_status() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    assert_eq!(
+        h.api.calls(),
+        [
+            format!("GET {RECORD}"),
+            format!("GET {SECRET}"),
+            CREATE_RECORD.to_owned(),
+            CREATE_SECRET.to_owned(),
+            patch_status(),
+        ]
+    );
+    assert!(
+        h.api
+            .event_reasons()
+            .contains(&"CredentialsIssued".to_owned())
+    );
+
+    // A second reconcile of the unchanged world reads and writes nothing else.
+    h.reconcile().await;
+    assert_eq!(h.api.writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn rotation_writes_pending_then_the_secret_then_promotes() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    let first = h.client_secret();
+    h.annotate("m2m.dev/rotate", "r1");
+    h.reconcile().await;
+    assert_eq!(
+        h.api.writes(),
+        [
+            replace_record(),
+            patch_secret(),
+            replace_record(),
+            patch_status()
+        ]
+    );
+    let record = h.record();
+    assert_eq!(record.revision, 2);
+    assert!(
+        record.previous.is_some(),
+        "the old secret keeps its grace period"
+    );
+    assert_eq!(record.handled_rotate_request.as_deref(), Some("r1"));
+    assert_ne!(h.client_secret(), first);
+}
+
+#[tokio::test]
+async fn a_deleted_secret_is_repaired_record_first() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    let first = h.client_secret();
+    h.api.0.lock().unwrap().objects.remove(SECRET);
+    h.reconcile().await;
+    assert_eq!(
+        h.api.writes(),
+        [replace_record(), CREATE_SECRET.to_owned(), patch_status()]
+    );
+    assert_ne!(h.client_secret(), first, "a new secret");
+    assert!(h.api.event_reasons().contains(&"SecretRepaired".to_owned()));
+}

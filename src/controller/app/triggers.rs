@@ -1,0 +1,67 @@
+//! Which apps a change of another object concerns (the M2MApp controller's trigger mappers).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    ResourceExt,
+    core::PartialObjectMeta,
+    runtime::reflector::{ObjectRef, Store},
+};
+
+use crate::{
+    api::{M2MApp, Organization},
+    credentials::record::{ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE},
+};
+
+/// The apps bound to `org`.
+pub fn apps_of_org(apps: &Store<M2MApp>, org: &Organization) -> Vec<ObjectRef<M2MApp>> {
+    let name = org.name_any();
+    apps.state()
+        .iter()
+        .filter(|a| {
+            a.spec
+                .organization_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+        })
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect()
+}
+
+/// The apps in namespace `ns`.
+pub fn apps_in_namespace(
+    apps: &Store<M2MApp>,
+    ns: &PartialObjectMeta<Namespace>,
+) -> Vec<ObjectRef<M2MApp>> {
+    let name = ns.name_any();
+    apps.state()
+        .iter()
+        .filter(|a| a.metadata.namespace.as_deref() == Some(name.as_str()))
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect()
+}
+
+/// The app that controls a tenant Secret.
+pub fn owner_of_secret(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<M2MApp>> {
+    let namespace = secret.metadata.namespace.as_deref()?;
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| {
+            o.controller == Some(true)
+                && o.kind == "M2MApp"
+                && o.api_version.starts_with("m2m.dev/")
+        })
+        .map(|o| ObjectRef::new(&o.name).within(namespace))
+}
+
+/// The app a client record belongs to.
+pub fn app_of_record(record: &Secret) -> Option<ObjectRef<M2MApp>> {
+    let annotations: &BTreeMap<String, String> = record.metadata.annotations.as_ref()?;
+    let namespace = annotations.get(ANNOTATION_APP_NAMESPACE)?;
+    let name = annotations.get(ANNOTATION_APP_NAME)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
