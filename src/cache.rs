@@ -280,16 +280,21 @@ fn strip<K: Resource>(obj: &mut K) {
     }
 }
 
-/// What a tenant Secret's cache entry keeps: its identity and its owners (the trigger of its
-/// app's reconcile), not its labels or annotations.
+/// What a tenant Secret's cache entry keeps: its identity, its owners and its `m2m.dev/app`
+/// label (the triggers of its app's reconcile), not its other labels or annotations.
 fn keep_identity_and_owners(secret: &mut PartialObjectMeta<Secret>) {
     let meta = &mut secret.metadata;
+    let app = meta
+        .labels
+        .as_mut()
+        .and_then(|l| l.remove_entry(crate::api::keys::LABEL_APP));
     *meta = kube::core::ObjectMeta {
         name: meta.name.take(),
         namespace: meta.namespace.take(),
         uid: meta.uid.take(),
         resource_version: meta.resource_version.take(),
         owner_references: meta.owner_references.take(),
+        labels: app.map(|entry| [entry].into()),
         ..Default::default()
     };
 }

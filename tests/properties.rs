@@ -172,6 +172,7 @@ proptest! {
             record_secret: None,
             secret: None,
             secret_state: SecretState::Ours { matched: Some(SecretKind::Current), readable: true },
+            secret_vouched: true,
         };
         let plan = plan::plan(&observed);
         prop_assert!(!plan.revokes_previous);

@@ -45,7 +45,13 @@ pub async fn apply(ctx: &Context, o: &Observed<'_>, plan: Plan) -> Result<Applie
         ));
     }
     let record = match plan.step {
-        Step::Hold => o.record.clone(),
+        Step::Hold { record: None } => o.record.clone(),
+        Step::Hold {
+            record: Some(record),
+        } => {
+            w.write_record(&record).await?;
+            Some(record)
+        }
         Step::Issue {
             cause,
             draft,

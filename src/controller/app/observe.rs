@@ -10,7 +10,7 @@ use kube::{Api, runtime::reflector::ObjectRef};
 use super::plan::SecretState;
 use crate::{
     api::M2MApp,
-    controller::{Context, Error},
+    controller::{Context, Error, verified},
     credentials::{
         hash::{self, PhcHash},
         record::{ClientRecord, SecretKind, record_name},
@@ -55,6 +55,11 @@ pub struct Observed<'a> {
     /// The app's Secret.
     pub secret: Option<Secret>,
     pub secret_state: SecretState,
+    /// Whether this exact version of the app's Secret is one the operator wrote or confirmed
+    /// against a hash (by this process, or by an earlier one through `status.verifiedSecret`).
+    /// Only such a Secret may rebuild a lost record: any other could hold a secret of someone
+    /// else's choosing.
+    pub secret_vouched: bool,
 }
 
 /// Reads everything the reconcile of `app` needs.
@@ -94,6 +99,9 @@ pub async fn observe<'a>(
             source,
         })?;
     let secret_state = classify(ctx, app, secret.as_ref(), &keys.uid, record.as_ref()).await?;
+    let secret_vouched = secret
+        .as_ref()
+        .is_some_and(|s| vouched(ctx, app, &keys.uid, s));
     Ok(Observed {
         app,
         keys,
@@ -105,7 +113,18 @@ pub async fn observe<'a>(
         record_secret,
         secret,
         secret_state,
+        secret_vouched,
     })
+}
+
+/// Whether the operator wrote or confirmed exactly this version of the app's Secret.
+fn vouched(ctx: &Context, app: &M2MApp, uid: &str, secret: &Secret) -> bool {
+    ctx.verified.get(uid).is_some_and(|v| v.is_of(secret))
+        || app
+            .status
+            .as_ref()
+            .and_then(|s| s.verified_secret.as_deref())
+            .is_some_and(|marker| verified::marker_names(marker, secret))
 }
 
 /// The grant and block of `app`, from the cached Organization and Namespace.
@@ -188,9 +207,7 @@ async fn classify(
         );
         candidates
             .iter()
-            .find(|(hash, kind)| {
-                crate::controller::verified::marker(uid_s, version, *kind, hash) == marker
-            })
+            .find(|(hash, kind)| verified::marker(uid_s, version, *kind, hash) == marker)
             .map(|(hash, kind)| {
                 ctx.verified.remember(uid, secret, hash, *kind);
                 *kind

@@ -47,6 +47,9 @@ pub enum IssueCause {
     SecretDeleted,
     /// Its Secret's `client_secret` no longer matches (edited by hand, or removed).
     SecretEdited,
+    /// Its client record is gone and its Secret is not one the operator wrote: the secret in
+    /// it may be anyone's choice, so it never becomes the app's credentials.
+    SecretUnvouched,
 }
 
 impl IssueCause {
@@ -79,6 +82,18 @@ impl IssueCause {
                     ACTION,
                     format!(
                         "client_secret in Secret {secret_name:?} was changed outside the operator; issued a new client secret"
+                    ),
+                ),
+            ),
+            IssueCause::SecretUnvouched => (
+                "repaired",
+                Note::warning(
+                    "SecretRepaired",
+                    ACTION,
+                    format!(
+                        "Secret {secret_name:?} holds a client_secret the operator did not issue \
+                         (no client record, and not a Secret version the operator wrote); \
+                         issued a new client secret"
                     ),
                 ),
             ),
@@ -119,6 +134,33 @@ impl RecordDraft {
 pub struct Promotion {
     /// When the replaced secret stops working (`None`: at once).
     pub previous_expires_at: Option<Timestamp>,
+    /// A `m2m.dev/revoke-previous` value this rotation answers. It is recorded here, in the
+    /// write that ends the rotation, not before: a rotation interrupted earlier must still
+    /// revoke the secret it replaces when it is finished or restarted.
+    pub handled_revoke: Option<String>,
+    /// The replaced secret is refused at once because a revocation asked for it (not because
+    /// the grace period is `0s`).
+    pub revokes_replaced: bool,
+}
+
+impl Promotion {
+    /// The end of a rotation answering `rotate_request` (`None`: a scheduled one). The replaced
+    /// secret keeps its grace period unless a new `m2m.dev/revoke-previous` value came with the
+    /// rotation (`new_revoke`), or the revoke annotation holds the very value that asked for the
+    /// rotation (the leak runbook's `rotate=X revoke-previous=X`, whichever arrived first).
+    fn new(o: &Observed<'_>, rotate_request: Option<&str>, new_revoke: Option<String>) -> Self {
+        let linked = rotate_request.is_some() && rotate_request == o.app.revoke_request();
+        let revoke_replaced = rotate_request.is_some() && (new_revoke.is_some() || linked);
+        Self {
+            previous_expires_at: if revoke_replaced {
+                None
+            } else {
+                rotation::previous_expires_at(o.now, o.app.grace_period())
+            },
+            handled_revoke: new_revoke,
+            revokes_replaced: revoke_replaced,
+        }
+    }
 }
 
 /// The record after its pending secret became current: the old current secret is kept as
@@ -139,6 +181,10 @@ pub fn promote(record: ClientRecord, promotion: &Promotion) -> ClientRecord {
         handled_rotate_request: pending
             .rotate_request
             .or(record.handled_rotate_request.clone()),
+        handled_revoke_request: promotion
+            .handled_revoke
+            .clone()
+            .or(record.handled_revoke_request.clone()),
         ..record
     }
 }
@@ -146,17 +192,18 @@ pub fn promote(record: ClientRecord, promotion: &Promotion) -> ClientRecord {
 /// What to do with the credentials.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// Touch nothing (refused before credentials may exist, or the Secret is foreign).
-    Hold,
+    /// Touch no secret (refused before credentials may exist, or the Secret is foreign);
+    /// write `record` if a revocation changed it (a revocation always takes effect).
+    Hold { record: Option<ClientRecord> },
     /// Generate a new secret: the record (from `draft`) first, then the Secret.
     Issue {
         cause: IssueCause,
         draft: RecordDraft,
         grant: Grant,
     },
-    /// The record was lost but the Secret is intact: re-hash the Secret's secret into a new
-    /// record (from `draft`), then bring the Secret's other fields in line (`sync`). No secret
-    /// changes.
+    /// The record was lost but the Secret is intact and one the operator wrote: re-hash the
+    /// Secret's secret into a new record (from `draft`), then bring the Secret's other fields in
+    /// line (`sync`). No secret changes.
     RecoverRecord {
         draft: RecordDraft,
         sync: Option<Secret>,
@@ -192,16 +239,12 @@ pub struct Plan {
 
 /// Decides what to do with the credentials.
 pub fn plan(o: &Observed<'_>) -> Plan {
-    let hold = Plan {
-        step: Step::Hold,
-        revokes_previous: false,
-    };
     let Ok(grant) = &o.grant else {
-        return hold;
+        return hold(o);
     };
     let record = o.record.as_ref();
     match (o.secret_state, record) {
-        (SecretState::Foreign, _) => hold,
+        (SecretState::Foreign, _) => hold(o),
         (SecretState::Missing, None) => issue(o, IssueCause::First, None, grant),
         (SecretState::Missing, Some(r)) => issue(o, IssueCause::SecretDeleted, Some(r), grant),
         (
@@ -210,7 +253,10 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             },
             r,
         ) => issue(o, IssueCause::SecretEdited, r, grant),
-        (SecretState::Ours { readable: true, .. }, None) => recover(o, grant),
+        (SecretState::Ours { readable: true, .. }, None) if o.secret_vouched => recover(o, grant),
+        (SecretState::Ours { readable: true, .. }, None) => {
+            issue(o, IssueCause::SecretUnvouched, None, grant)
+        }
         (SecretState::Ours { matched, .. }, Some(r)) => match matched {
             Some(SecretKind::Current) => keep(o, r, grant),
             Some(SecretKind::Pending) => finish(o, r, grant),
@@ -221,15 +267,44 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     }
 }
 
+/// No secret is written. A new `m2m.dev/revoke-previous` value still ends the grace period:
+/// the token endpoint accepts the record's hashes whatever the app's condition.
+fn hold(o: &Observed<'_>) -> Plan {
+    let revoke = o.record.as_ref().and_then(|r| {
+        rotation::new_request(o.app.revoke_request(), r.handled_revoke_request.as_deref())
+    });
+    let (record, revokes_previous) = match (o.record.clone(), revoke) {
+        (Some(mut record), Some(value)) => {
+            let had_previous = record.previous.take().is_some();
+            record.handled_revoke_request = Some(value);
+            (Some(record), had_previous)
+        }
+        _ => (None, false),
+    };
+    Plan {
+        step: Step::Hold { record },
+        revokes_previous,
+    }
+}
+
 fn issue(o: &Observed<'_>, cause: IssueCause, old: Option<&ClientRecord>, grant: &Grant) -> Plan {
     let draft = match old {
+        // A new secret answers any rotation or revocation asked for until now.
         Some(old) => RecordDraft {
             client_id: old.client_id.clone(),
             app: old.app.clone(),
             revision: old.revision,
             last_rotation_time: old.last_rotation_time,
-            handled_rotate_request: old.handled_rotate_request.clone(),
-            handled_revoke_request: old.handled_revoke_request.clone(),
+            handled_rotate_request: o
+                .app
+                .rotate_request()
+                .map(str::to_owned)
+                .or(old.handled_rotate_request.clone()),
+            handled_revoke_request: o
+                .app
+                .revoke_request()
+                .map(str::to_owned)
+                .or(old.handled_revoke_request.clone()),
         },
         None => new_draft(o, 1),
     };
@@ -268,7 +343,14 @@ fn recover(o: &Observed<'_>, grant: &Grant) -> Plan {
         .and_then(|a| a.get(crate::api::keys::ANNOTATION_REVISION))
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
-    let draft = new_draft(o, revision);
+    // The secret is kept, so requests stay unanswered unless the status (which mirrors the
+    // lost record) says they were handled: a rotation asked for before the loss still happens.
+    let handled = o.app.status.as_ref().and_then(|s| s.rotation.as_ref());
+    let draft = RecordDraft {
+        handled_rotate_request: handled.and_then(|r| r.last_handled_rotate_request.clone()),
+        handled_revoke_request: handled.and_then(|r| r.last_handled_revoke_request.clone()),
+        ..new_draft(o, revision)
+    };
     let sync = sync(o, &draft.client_id, draft.revision, grant);
     Plan {
         step: Step::RecoverRecord { draft, sync },
@@ -277,14 +359,21 @@ fn recover(o: &Observed<'_>, grant: &Grant) -> Plan {
 }
 
 fn finish(o: &Observed<'_>, record: &ClientRecord, grant: &Grant) -> Plan {
-    let promotion = Promotion {
-        previous_expires_at: rotation::previous_expires_at(o.now, o.app.grace_period()),
-    };
+    let rotate_request = record
+        .pending
+        .as_ref()
+        .and_then(|p| p.rotate_request.clone());
+    let revoke = rotation::new_request(
+        o.app.revoke_request(),
+        record.handled_revoke_request.as_deref(),
+    );
+    let promotion = Promotion::new(o, rotate_request.as_deref(), revoke.clone());
     let record = promote(record.clone(), &promotion);
+    let revokes_previous = promotion.revokes_replaced;
     let sync = sync(o, &record.client_id, record.revision, grant);
     Plan {
         step: Step::FinishRotation { record, sync },
-        revokes_previous: false,
+        revokes_previous,
     }
 }
 
@@ -306,15 +395,13 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
         o.app.rotation_every(),
         o.now,
     );
-    let mut revokes_previous = false;
-    if let Some(value) = decision.revoke_previous {
-        revokes_previous = record.previous.take().is_some();
-        record.handled_revoke_request = Some(value);
-    }
     if let Some(cause) = decision.rotate {
-        let promotion = Promotion {
-            previous_expires_at: rotation::previous_expires_at(o.now, o.app.grace_period()),
+        // A revocation arriving with the rotation is answered by the rotation's last write.
+        let rotate_request = match &cause {
+            Cause::Requested(value) => Some(value.as_str()),
+            Cause::Scheduled => None,
         };
+        let promotion = Promotion::new(o, rotate_request, decision.revoke_previous);
         return Plan {
             step: Step::Rotate {
                 cause,
@@ -322,8 +409,13 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
                 promotion,
                 grant: grant.clone(),
             },
-            revokes_previous,
+            revokes_previous: false,
         };
+    }
+    let mut revokes_previous = false;
+    if let Some(value) = decision.revoke_previous {
+        revokes_previous = record.previous.take().is_some();
+        record.handled_revoke_request = Some(value);
     }
     let sync = sync(o, &record.client_id, record.revision, grant);
     Plan {

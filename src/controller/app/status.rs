@@ -78,6 +78,16 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
             ),
         ),
     };
+    // A rotation that cannot happen now says so where people look.
+    let waiting = inputs.record.and_then(|r| {
+        rotation::new_request(app.rotate_request(), r.handled_rotate_request.as_deref())
+    });
+    let message = match waiting {
+        Some(value) if !ok && (inputs.grant.is_err() || inputs.conflict) => format!(
+            "{message}; the rotation asked for by m2m.dev/rotate={value:?} waits until this is resolved"
+        ),
+        _ => message,
+    };
     let condition = conditions::ready(
         ok,
         reason,

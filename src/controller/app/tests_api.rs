@@ -178,3 +178,38 @@ async fn a_deleted_secret_is_repaired_record_first() {
     assert_ne!(h.client_secret(), first, "a new secret");
     assert!(h.api.event_reasons().contains(&"SecretRepaired".to_owned()));
 }
+
+#[tokio::test]
+async fn a_lost_record_is_rebuilt_from_the_secret_the_operator_wrote() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    let secret = h.client_secret();
+    h.api.0.lock().unwrap().objects.remove(RECORD);
+    // A new process: nothing remembered but the status marker.
+    h.ctx.verified.forget(UID);
+    h.reconcile().await;
+    assert_eq!(
+        h.api.writes(),
+        [CREATE_RECORD.to_owned()],
+        "no new secret, same status"
+    );
+    assert_eq!(h.client_secret(), secret, "the secret is unchanged");
+    assert!(
+        h.api
+            .event_reasons()
+            .contains(&"RecordRecovered".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn rotate_and_revoke_in_one_change_leave_only_the_new_secret() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    h.annotate("m2m.dev/rotate", "leak");
+    h.annotate("m2m.dev/revoke-previous", "leak");
+    h.reconcile().await;
+    let record = h.record();
+    assert!(record.previous.is_none(), "the replaced secret is refused");
+    assert_eq!(record.handled_revoke_request.as_deref(), Some("leak"));
+    assert_eq!(record.revision, 2);
+}

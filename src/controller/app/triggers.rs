@@ -10,7 +10,7 @@ use kube::{
 };
 
 use crate::{
-    api::{M2MApp, Organization},
+    api::{M2MApp, Organization, keys::LABEL_APP},
     credentials::record::{ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE},
 };
 
@@ -42,10 +42,11 @@ pub fn apps_in_namespace(
         .collect()
 }
 
-/// The app that controls a tenant Secret.
+/// The app a tenant Secret belongs to: its controller, or (when someone removed the
+/// ownerReference, which the app's reconcile must notice) the app its `m2m.dev/app` label names.
 pub fn owner_of_secret(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<M2MApp>> {
     let namespace = secret.metadata.namespace.as_deref()?;
-    secret
+    let controller = secret
         .metadata
         .owner_references
         .iter()
@@ -55,7 +56,18 @@ pub fn owner_of_secret(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<M
                 && o.kind == "M2MApp"
                 && o.api_version.starts_with("m2m.dev/")
         })
-        .map(|o| ObjectRef::new(&o.name).within(namespace))
+        .map(|o| o.name.as_str());
+    let labelled = || {
+        secret
+            .metadata
+            .labels
+            .as_ref()?
+            .get(LABEL_APP)
+            .map(String::as_str)
+    };
+    controller
+        .or_else(labelled)
+        .map(|name| ObjectRef::new(name).within(namespace))
 }
 
 /// The app a client record belongs to.
