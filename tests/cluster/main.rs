@@ -4,6 +4,7 @@
 // Test helpers panic on purpose: a panic is how a test reports the failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 mod attacks;
 mod chaos;
 mod common;
