@@ -17,4 +17,5 @@ mod load;
 mod operator;
 mod rbac;
 mod rotation;
+mod signing_keys;
 mod tokens;
