@@ -40,7 +40,18 @@ fn main() -> ExitCode {
         }
         Command::Crd { out_dir, .. } => print_crds(out_dir),
         Command::Run(config) => {
+            let problems = config.problems();
+            if !problems.is_empty() {
+                eprintln!("error: invalid configuration, not starting:");
+                for problem in &problems {
+                    eprintln!("  - {problem}");
+                }
+                return ExitCode::from(2);
+            }
             let _log_writer = telemetry::init(config.log_format);
+            for waived in config.waived() {
+                tracing::warn!(problem = %waived, "accepted because of --unsafe-key-timings");
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
