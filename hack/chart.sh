@@ -5,9 +5,11 @@
 #                          `helm template` of the chart with its default values and the CRDs
 #   hack/chart.sh check    helm lint --strict (default values and ci/all-on-values.yaml);
 #                          deploy/m2m-operator.yaml up to date; every flag of `m2m-operator run`
-#                          passed by the chart; every value in the README's table; server-side
-#                          dry-run apply of both renderings and of deploy/m2m-operator.yaml against
-#                          the local control plane (which must be running: hack/cluster.sh up)
+#                          passed by the chart; every value in the README's table; the admission
+#                          policy on by default and off when disabled; server-side dry-run apply of
+#                          both renderings and of deploy/m2m-operator.yaml (the policy and its
+#                          binding included: the API server compiles its CEL) against the local
+#                          control plane (which must be running: hack/cluster.sh up)
 #
 # helm and kubectl are the pinned ones of hack/cluster.sh (no cargo needed).
 set -euo pipefail
@@ -187,6 +189,15 @@ cmd_check() {
   [ -z "$undocumented" ] || die "values missing from the '## Values' table of $CHART/README.md: $(echo $undocumented)"
   # shellcheck disable=SC2086 # one line
   [ -z "$stale" ] || die "the '## Values' table of $CHART/README.md has rows for keys not in values.yaml: $(echo $stale)"
+
+  log "the admission policy narrowing the operator's Secret writes is on by default, and off with admissionPolicy.enabled=false"
+  local kind
+  for kind in ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding; do
+    grep -qx "kind: $kind" "$MANIFEST" || die "$MANIFEST has no $kind (templates/admission-policy.yaml)"
+  done
+  if helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set admissionPolicy.enabled=false | grep -q '^kind: ValidatingAdmissionPolicy'; then
+    die "admissionPolicy.enabled=false still renders the admission policy"
+  fi
 
   hack/cluster.sh status >/dev/null 2>&1 || die "the local control plane is not running; start it with hack/cluster.sh up"
   log "server-side dry-run apply against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"

@@ -243,6 +243,9 @@ start() { # name binary args...
 start_apiserver() {
   local adv=$1
   log "starting kube-apiserver $K8S_VERSION on 127.0.0.1:$API_PORT"
+  # Admission: the default plugins minus ServiceAccount (no token controller, no pods). The
+  # defaults include ValidatingAdmissionPolicy (GA since 1.30), which the chart's policy on the
+  # operator's Secret writes needs; the cluster tests fail when it is not enforced.
   local pki=$STATE/pki
   start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \

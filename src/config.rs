@@ -4,6 +4,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod validate;
+pub use validate::{CLOCK_SKEW, ConfigError, JWKS_MAX_AGE, MAX_TOKEN_LIFETIME};
+
 /// Kubernetes operator for tenant-scoped OAuth 2.0 machine-to-machine credentials.
 #[derive(Debug, Parser)]
 #[command(name = "m2m-operator", version, about)]
@@ -109,13 +112,21 @@ pub struct RunConfig {
     pub signing_key_rotation: Duration,
 
     /// How long a new signing key is published in the JWKS before it signs. Must exceed how long
-    /// verifiers cache the JWKS (it is served with max-age 300s).
+    /// verifiers cache the JWKS (it is served with max-age 300s) and not exceed the rotation.
     #[arg(long, env = "M2M_SIGNING_KEY_PUBLISH_AHEAD", default_value = "1h", value_parser = duration)]
     pub signing_key_publish_ahead: Duration,
 
-    /// How long a retired signing key stays published: the longest token lifetime plus skew.
+    /// How long a retired signing key stays published: the longest token lifetime (24h) plus
+    /// skew, at least 24h1m.
     #[arg(long, env = "M2M_SIGNING_KEY_RETENTION", default_value = "24h5m", value_parser = duration)]
     pub signing_key_retention: Duration,
+
+    /// Accept signing-key timings that break verifiers (a publish-ahead within the JWKS cache
+    /// age, a retention below the longest token lifetime plus skew, a rotation shorter than the
+    /// publish-ahead), with a warning at start: only for tests and demos that rotate keys in
+    /// seconds.
+    #[arg(long, env = "M2M_UNSAFE_KEY_TIMINGS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub unsafe_key_timings: bool,
 
     /// argon2id checks run at once on the token endpoint (default: the number of cores).
     #[arg(long, env = "M2M_ARGON2_WORKERS")]

@@ -40,7 +40,18 @@ fn main() -> ExitCode {
         }
         Command::Crd { out_dir, .. } => print_crds(out_dir),
         Command::Run(config) => {
+            let problems = config.problems();
+            if !problems.is_empty() {
+                eprintln!("error: invalid configuration, not starting:");
+                for problem in &problems {
+                    eprintln!("  - {problem}");
+                }
+                return ExitCode::from(2);
+            }
             let _log_writer = telemetry::init(config.log_format);
+            for waived in config.waived() {
+                tracing::warn!(problem = %waived, "accepted because of --unsafe-key-timings");
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -130,10 +141,12 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         &mut registry,
     ));
     tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
+    let key_metrics = signing::KeyMetrics::register(&mut registry);
     let latest_keys = signing::watch_keys(
         client.clone(),
         &config.namespace,
         service.clone(),
+        key_metrics,
         shutdown.clone(),
         {
             let keys_ready = keys_ready.clone();
@@ -198,13 +211,15 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         publish_ahead: config.signing_key_publish_ahead,
         keep_retired: config.signing_key_retention,
     };
-    let (key_client, key_namespace) = (client.clone(), config.namespace.clone());
+    let (key_client, key_namespace, key_instance) =
+        (client.clone(), config.namespace.clone(), identity.clone());
     let controllers = move |token: CancellationToken| {
         let ctx = ctx.clone();
         let keys = signing::manage_keys(
             key_client.clone(),
             key_namespace.clone(),
             key_policy.clone(),
+            key_instance.clone(),
             latest_keys.clone(),
             token.clone(),
         );

@@ -1,14 +1,14 @@
 //! What the operator needs in a cluster, from the repository's own files: the CRDs of
-//! `charts/m2m-operator/crds/`, its namespace, and the ServiceAccount and RBAC that
-//! `deploy/m2m-operator.yaml` (rendered from the chart) declares. For the cluster tests and the
-//! scale benchmarks; every function panics with what failed.
+//! `charts/m2m-operator/crds/`, its namespace, and the ServiceAccount, RBAC and admission policy
+//! that `deploy/m2m-operator.yaml` (rendered from the chart) declares. For the cluster tests and
+//! the scale benchmarks; every function panics with what failed.
 
 #![allow(clippy::expect_used)] // test and benchmark setup: a failure ends the run, loudly
 
 use std::{path::PathBuf, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::Namespace,
+    api::core::v1::{Namespace, Secret},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -19,14 +19,26 @@ use kube::{
 };
 use serde::Deserialize;
 
-/// The RBAC kinds taken from `deploy/m2m-operator.yaml`.
-const RBAC_KINDS: [&str; 5] = [
+/// The kinds taken from `deploy/m2m-operator.yaml`: the operator's identity, what RBAC grants
+/// it, and the admission policy that narrows its Secret writes.
+const OPERATOR_KINDS: [&str; 7] = [
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
     "Role",
     "RoleBinding",
+    POLICY_KIND,
+    "ValidatingAdmissionPolicyBinding",
 ];
+const POLICY_KIND: &str = "ValidatingAdmissionPolicy";
+/// The groups the API server gives every ServiceAccount token of `namespace`.
+pub fn service_account_groups(namespace: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".to_owned(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".to_owned(),
+    ]
+}
 
 /// The repository (this crate's root).
 pub fn repo_root() -> PathBuf {
@@ -85,13 +97,17 @@ pub async fn namespace(client: &Client, name: &str) {
     }
 }
 
-/// Applies (server-side, as `manager`) the ServiceAccount and RBAC objects of
-/// `deploy/m2m-operator.yaml`; panics unless it has one of each kind.
+/// Applies (server-side, as `manager`) the ServiceAccount, RBAC and admission policy objects of
+/// `deploy/m2m-operator.yaml`; panics unless it has one of each kind. Returns once the API
+/// server enforces the policy (it loads policies asynchronously), so whatever runs as the
+/// operator afterwards runs under it.
 pub async fn operator_rbac(client: &Client, manager: &str) {
     let path = repo_root().join("deploy/m2m-operator.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut applied = Vec::new();
+    let mut service_account = None;
+    let mut policy = None;
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value = serde_yaml::Value::deserialize(doc).expect("a YAML document");
         if value.is_null() {
@@ -101,8 +117,15 @@ pub async fn operator_rbac(client: &Client, manager: &str) {
         let Some(types) = obj.types.clone() else {
             continue;
         };
-        if !RBAC_KINDS.contains(&types.kind.as_str()) {
+        if !OPERATOR_KINDS.contains(&types.kind.as_str()) {
             continue;
+        }
+        match types.kind.as_str() {
+            "ServiceAccount" => {
+                service_account = Some((obj.namespace().unwrap_or_default(), obj.name_any()));
+            }
+            POLICY_KIND => policy = Some(obj.name_any()),
+            _ => {}
         }
         let gvk = GroupVersionKind::try_from(&types).expect("apiVersion and kind");
         let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
@@ -124,10 +147,54 @@ pub async fn operator_rbac(client: &Client, manager: &str) {
         .unwrap_or_else(|e| panic!("applying {} {}: {e}", types.kind, obj.name_any()));
         applied.push(types.kind);
     }
-    for kind in RBAC_KINDS {
+    for kind in OPERATOR_KINDS {
         assert!(
             applied.iter().any(|k| k == kind),
             "deploy/m2m-operator.yaml has no {kind}"
         );
+    }
+    if let (Some((namespace, name)), Some(policy)) = (service_account, policy) {
+        policy_enforced(&namespace, &name, &policy).await;
+    }
+}
+
+/// A client acting as `user` in `groups` (impersonation from the kubeconfig's admin).
+pub async fn impersonating(user: &str, groups: Vec<String>) -> Client {
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(groups);
+    Client::try_from(config).expect("an impersonating client")
+}
+
+/// Waits (up to 60 s) until the API server refuses, by the policy `policy`, a dry-run create
+/// of an unlabelled Secret made as the ServiceAccount `namespace`/`name`: RBAC allows that
+/// create, so only the policy refuses it.
+async fn policy_enforced(namespace: &str, name: &str, policy: &str) {
+    let user = format!("system:serviceaccount:{namespace}:{name}");
+    let client = impersonating(&user, service_account_groups(namespace)).await;
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    let probe: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "m2m-policy-probe"},
+        "type": "Opaque",
+    }))
+    .expect("a Secret");
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let outcome = match api.create(&params, &probe).await {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(policy) => return,
+            Ok(_) => "accepted".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the API server does not enforce the ValidatingAdmissionPolicy {policy} after 60s \
+             (an unlabelled Secret created as {user}: {outcome}); does it run the \
+             ValidatingAdmissionPolicy admission plugin?"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -143,7 +143,14 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Parses every stored key once. Keys that do not parse are skipped and logged.
+    /// A ring of keys parsed already ([`super::key_secret::read`] parses the Secret, and refuses
+    /// a set with any key that does not parse).
+    pub fn from_parsed(keys: Vec<(StoredKey, SigningKey)>) -> Self {
+        Self { keys }
+    }
+
+    /// Parses every stored key once; keys that do not parse are skipped and logged. For fixtures
+    /// and tests: the operator reads the key Secret with [`super::key_secret::read`].
     pub fn from_stored(set: &StoredKeySet) -> Self {
         let keys = set
             .keys

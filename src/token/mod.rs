@@ -6,6 +6,7 @@ pub mod claims;
 pub mod error;
 pub mod index;
 pub mod jwt;
+pub mod key_secret;
 pub mod keys;
 pub mod metrics;
 pub mod request;

@@ -1,25 +1,37 @@
 //! Keeping the signing keys: every replica watches the key Secret and re-parses the key ring on
 //! each change; the leader plans and writes the key set (see [`super::keys`]).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use futures::StreamExt;
 use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{ObjectMeta, PostParams},
-    runtime::{WatchStreamExt, watcher},
+    runtime::{
+        WatchStreamExt,
+        events::{Event, EventType, Recorder, Reporter},
+        watcher,
+    },
 };
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     jwt,
-    keys::{self, DATA_KEY, KEYS_SECRET, KeyPolicy, KeyRing, StoredKeySet},
+    key_secret::{self, KeyAction, KeySecret, Unreadable},
+    keys::{DATA_KEY, KEYS_SECRET, KeyPolicy, StoredKeySet},
     service::TokenService,
 };
 use crate::api::keys::{ANNOTATION_ROTATE, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+
+/// Reason of the Warning Event on the key Secret when the leader cannot read it.
+pub const REASON_UNREADABLE: &str = "SigningKeysUnreadable";
 
 /// The stored key set in a Secret, if readable.
 pub fn stored(secret: &Secret) -> Option<StoredKeySet> {
@@ -27,12 +39,33 @@ pub fn stored(secret: &Secret) -> Option<StoredKeySet> {
     serde_json::from_slice(&data.0).ok()
 }
 
+/// `m2m_signing_keys_unreadable`: 1 while the latest version of the key Secret this replica saw
+/// cannot be read (it then signs and publishes with the last key set it could read).
+#[derive(Clone, Debug, Default)]
+pub struct KeyMetrics {
+    pub unreadable: Gauge,
+}
+
+impl KeyMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "signing_keys_unreadable",
+            "1 while the signing-key Secret cannot be read (the last readable key set is kept)",
+            metrics.unreadable.clone(),
+        );
+        metrics
+    }
+}
+
 /// Watches the key Secret: updates the service's key ring and publishes the latest Secret.
-/// `ready` is called once a ring with an active key exists.
+/// `ready` is called once a ring with an active key exists. A version that cannot be read
+/// replaces nothing: the replica keeps signing with the ring it holds.
 pub fn watch_keys(
     client: Client,
     namespace: &str,
     service: Arc<TokenService>,
+    metrics: KeyMetrics,
     shutdown: CancellationToken,
     on_ready: impl Fn() + Send + Sync + 'static,
 ) -> watch::Receiver<Option<Arc<Secret>>> {
@@ -40,20 +73,31 @@ pub fn watch_keys(
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={KEYS_SECRET}"));
     let stream = watcher(api, config).default_backoff().touched_objects();
+    let reported = Mutex::new(None);
     tokio::spawn(async move {
         let run = stream.for_each(|event| {
             match event {
-                Ok(secret) => {
-                    if secret.metadata.deletion_timestamp.is_none()
-                        && let Some(set) = stored(&secret)
-                    {
-                        let ring = KeyRing::from_stored(&set);
-                        let usable = ring.active(Timestamp::now()).is_some();
-                        service.set_keys(ring);
-                        if usable {
-                            on_ready();
+                Ok(secret) if secret.metadata.deletion_timestamp.is_none() => {
+                    match key_secret::read(Some(&secret)) {
+                        KeySecret::Readable { ring, .. } => {
+                            metrics.unreadable.set(0);
+                            let usable = ring.active(Timestamp::now()).is_some();
+                            service.set_keys(ring);
+                            if usable {
+                                on_ready();
+                            }
                         }
+                        KeySecret::Unreadable(problem) => {
+                            metrics.unreadable.set(1);
+                            if first_report(&reported, &secret) {
+                                log_unreadable(&service, &problem);
+                            }
+                        }
+                        KeySecret::Missing => {}
                     }
+                    let _ = tx.send(Some(Arc::new(secret)));
+                }
+                Ok(secret) => {
                     let _ = tx.send(Some(Arc::new(secret)));
                 }
                 Err(e) => tracing::warn!(error = %e, "watching the signing keys failed; retrying"),
@@ -68,15 +112,56 @@ pub fn watch_keys(
     rx
 }
 
-/// Leader only: creates and rotates the keys until `shutdown`.
+/// Whether this version of the Secret was not reported yet (a relist sends it again).
+fn first_report(reported: &Mutex<Option<String>>, secret: &Secret) -> bool {
+    let version = secret.resource_version();
+    match reported.lock() {
+        Ok(mut last) if *last != version => {
+            *last = version;
+            true
+        }
+        Ok(_) => false,
+        Err(_) => true,
+    }
+}
+
+fn log_unreadable(service: &TokenService, problem: &Unreadable) {
+    let held = service.key_ring();
+    let kids: Vec<&str> = held.published().map(|k| k.kid.as_str()).collect();
+    if held.active(Timestamp::now()).is_some() {
+        tracing::error!(
+            secret = KEYS_SECRET,
+            problem = %problem,
+            category = problem.category(),
+            kept_kids = ?kids,
+            "the signing-key Secret cannot be read; still signing and publishing the last key set that could be read (docs/operations.md: an unreadable signing-key Secret)"
+        );
+    } else {
+        tracing::error!(
+            secret = KEYS_SECRET,
+            problem = %problem,
+            category = problem.category(),
+            "the signing-key Secret cannot be read and this replica holds no earlier key set: not ready (no token can be signed) until the Secret is fixed (docs/operations.md: an unreadable signing-key Secret)"
+        );
+    }
+}
+
+/// Leader only: creates and rotates the keys until `shutdown`. A key Secret it cannot read is
+/// never written: it says so once per version, in its log and in a Warning Event on the Secret.
 pub async fn manage_keys(
     client: Client,
     namespace: String,
     policy: KeyPolicy,
+    instance: String,
     mut latest: watch::Receiver<Option<Arc<Secret>>>,
     shutdown: CancellationToken,
 ) {
-    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: Some(instance),
+    };
+    let mut refused_version = None;
     loop {
         let current = latest.borrow_and_update().clone();
         // Read fresh: the watch may lag behind our own last write.
@@ -87,29 +172,47 @@ pub async fn manage_keys(
                 current
             }
         };
-        let set = fresh.as_deref().and_then(stored);
+        let read = key_secret::read(fresh.as_deref());
         let request = fresh
             .as_deref()
             .and_then(|s| s.annotations().get(ANNOTATION_ROTATE).cloned());
         let now = Timestamp::now();
-        match keys::plan(
-            set.as_ref(),
+        match key_secret::leader_action(
+            &read,
             request.as_deref(),
             &policy,
             now,
             jwt::generate_pkcs8,
         ) {
-            Ok(Some(next)) => match write(&api, &namespace, fresh.as_deref(), &next).await {
-                Ok(()) => tracing::info!(keys = next.keys.len(), "updated the signing keys"),
-                Err(e) => tracing::warn!(error = %e, "writing the signing keys failed; retrying"),
-            },
-            Ok(None) => {}
+            Ok(KeyAction::Write(next)) => {
+                match write(&api, &namespace, fresh.as_deref(), &next).await {
+                    Ok(()) => tracing::info!(keys = next.keys.len(), "updated the signing keys"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "writing the signing keys failed; retrying");
+                    }
+                }
+            }
+            Ok(KeyAction::Keep) => {}
+            Ok(KeyAction::Refuse(problem)) => {
+                let version = fresh.as_deref().and_then(ResourceExt::resource_version);
+                if let Some(secret) = fresh.as_deref()
+                    && refused_version != version
+                {
+                    refused_version = version;
+                    // A recorder of its own: kube's would fold a different problem into the
+                    // series of the last Event (same reason), keeping the old note.
+                    let recorder = Recorder::new(client.clone(), reporter.clone());
+                    report_refusal(&recorder, secret, &problem).await;
+                }
+            }
             Err(e) => tracing::error!(error = %e, "planning the signing keys failed"),
         }
-        let ring = set.as_ref().map(KeyRing::from_stored);
-        let until_activation = ring
-            .and_then(|r| r.next_activation(now))
-            .and_then(|t| std::time::Duration::try_from(t.duration_since(now)).ok());
+        let until_activation = match &read {
+            KeySecret::Readable { ring, .. } => ring
+                .next_activation(now)
+                .and_then(|t| std::time::Duration::try_from(t.duration_since(now)).ok()),
+            _ => None,
+        };
         let wait =
             until_activation.map_or(Duration::from_secs(30), |d| d.min(Duration::from_secs(30)));
         tokio::select! {
@@ -117,6 +220,27 @@ pub async fn manage_keys(
             _ = latest.changed() => {},
             () = tokio::time::sleep(wait + Duration::from_millis(50)) => {},
         }
+    }
+}
+
+async fn report_refusal(recorder: &Recorder, secret: &Secret, problem: &Unreadable) {
+    tracing::error!(
+        secret = KEYS_SECRET,
+        problem = %problem,
+        category = problem.category(),
+        "not writing the signing-key Secret: it cannot be read, and replacing it would drop every key that signed tokens still in use (docs/operations.md: an unreadable signing-key Secret)"
+    );
+    let event = Event {
+        type_: EventType::Warning,
+        reason: REASON_UNREADABLE.to_owned(),
+        note: Some(format!(
+            "{problem}. The operator keeps signing with the last key set it could read and will not rotate or replace the keys until {DATA_KEY} is fixed (docs/operations.md)."
+        )),
+        action: "ReadSigningKeys".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &secret.object_ref(&())).await {
+        tracing::warn!(error = %e, "publishing an Event failed");
     }
 }
 

@@ -4,6 +4,7 @@
 // Test helpers panic on purpose: a panic is how a test reports the failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 mod attacks;
 mod chaos;
 mod common;
@@ -16,4 +17,5 @@ mod load;
 mod operator;
 mod rbac;
 mod rotation;
+mod signing_keys;
 mod tokens;

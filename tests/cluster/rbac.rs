@@ -108,6 +108,19 @@ async fn the_operator_identity_can_do_what_it_needs_and_nothing_more() {
             None,
         ),
         ("impersonate", "", "users", None),
+        // Nor lift the admission policy that narrows its Secret writes.
+        (
+            "delete",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            None,
+        ),
+        (
+            "patch",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            None,
+        ),
         (
             "update",
             "apiextensions.k8s.io",
