@@ -173,6 +173,8 @@ proptest! {
             secret: None,
             secret_state: SecretState::Ours { matched: Some(SecretKind::Current), readable: true },
             secret_vouched: true,
+            write_failure: None,
+            secret_writes_deferred: false,
         };
         let plan = plan::plan(&observed);
         prop_assert!(!plan.revokes_previous);
@@ -213,6 +215,7 @@ proptest! {
                 conflict,
                 now,
                 verified_secret: None,
+                write_failure: None,
             })
         };
         let first = inputs(&app, t(secs));

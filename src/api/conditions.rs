@@ -21,6 +21,9 @@ pub mod app_reasons {
     pub const DISABLED: &str = "Disabled";
     /// The Organization is suspended: credentials are kept, tokens are refused.
     pub const ORGANIZATION_SUSPENDED: &str = "OrganizationSuspended";
+    /// The API server refused to write the app's Secret (the message says what it said); the
+    /// operator retries with a growing delay.
+    pub const SECRET_WRITE_FAILED: &str = "SecretWriteFailed";
 }
 
 /// Reasons of an Organization's `Ready` condition.

@@ -24,6 +24,16 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A Secret write the API server did not accept (anything but a conflict with another
+    /// writer). `message` is what it said, with the Secret's secret removed should the server
+    /// have echoed it, so it is safe for logs, the condition and the Event.
+    #[error("writing Secret {namespace}/{name}: {message}")]
+    SecretRefused {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+
     #[error("reading client record {name}: {source}")]
     GetRecord {
         name: String,
@@ -86,6 +96,7 @@ impl Error {
                     "api_write"
                 }
             }
+            Error::SecretRefused { .. } => "api_write",
             Error::SerializeRecord(_) => "serialize",
             Error::Random(_) | Error::Hash(_) | Error::Blocking(_) => "crypto",
             Error::Inconsistent(_) => "inconsistent",

@@ -20,8 +20,9 @@ use serde_json::{Value, json};
 /// One call the fake answered: `"POST /api/v1/namespaces/n/secrets"`.
 pub type Call = String;
 
-/// A test's rule for failing calls: given (method, path), the HTTP status and reason to answer.
-type FailRule = Box<dyn Fn(&Method, &str) -> Option<(u16, &'static str, String)> + Send>;
+/// A test's rule for failing calls: given (method, path, body), the HTTP status, reason and
+/// message to answer.
+type FailRule = Box<dyn Fn(&Method, &str, &Value) -> Option<(u16, &'static str, String)> + Send>;
 
 #[derive(Default)]
 pub struct State {
@@ -100,15 +101,13 @@ impl FakeApi {
     }
 
     /// Fails every call `rule` picks with its status, reason and message.
-    #[allow(dead_code)] // used by the robustness tests that follow
     pub fn fail_when(
         &self,
-        rule: impl Fn(&Method, &str) -> Option<(u16, &'static str, String)> + Send + 'static,
+        rule: impl Fn(&Method, &str, &Value) -> Option<(u16, &'static str, String)> + Send + 'static,
     ) {
         self.0.lock().unwrap().fail = Some(Box::new(rule));
     }
 
-    #[allow(dead_code)]
     pub fn stop_failing(&self) {
         self.0.lock().unwrap().fail = None;
     }
@@ -120,10 +119,12 @@ impl FakeApi {
         let method = parts.method.clone();
         let mut s = self.0.lock().unwrap();
         s.calls.push(format!("{method} {path}"));
-        if let Some((code, reason, message)) = s.fail.as_ref().and_then(|f| f(&method, &path)) {
+        let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Some((code, reason, message)) =
+            s.fail.as_ref().and_then(|f| f(&method, &path, &parsed))
+        {
             return status(code, reason, &message);
         }
-        let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         match method {
             Method::GET => match s.objects.get(&path) {
                 Some(obj) => ok(StatusCode::OK, obj),

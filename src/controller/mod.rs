@@ -3,6 +3,7 @@
 //! dereference (cache and API reads) -> plan (pure) -> apply (writes) -> status.
 
 pub mod app;
+mod backoff;
 pub mod conditions;
 mod error;
 pub mod events;
@@ -67,6 +68,10 @@ pub struct Context {
     hashing: hashing::HashingPool,
     /// Which version of each app's Secret is known to hold a recorded secret.
     verified: verified::VerifiedSecrets,
+    /// Secret writes the API server refused, per app (no new secret until the wait is over).
+    write_failures: app::write_failures::WriteFailures,
+    /// Failed reconciles in a row, per object (the retry delay).
+    backoffs: backoff::Backoffs,
 }
 
 impl Context {
@@ -89,6 +94,8 @@ impl Context {
             hashing: hashing::HashingPool::new(cores, metrics.clone()),
             metrics,
             verified: verified::VerifiedSecrets::default(),
+            write_failures: Default::default(),
+            backoffs: Default::default(),
         }
     }
 
@@ -251,12 +258,13 @@ async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
     .await;
 }
 
-/// Permanent problems wait for a change of the object; transient ones (API errors, conflicts
-/// with another writer) are retried soon.
+/// Permanent problems wait for a change of the object; conflicts with another writer are
+/// retried soon; everything else waits exponentially longer per object (5 s doubling to 5 min),
+/// and a refused Secret write exactly as long as the app's write failure says.
 fn error_policy<K: kube::Resource<DynamicType = ()>>(
     obj: Arc<K>,
     error: &Error,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
     tracing::warn!(
         kind = %K::kind(&()),
@@ -266,24 +274,49 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
         category = error.category(),
         "reconcile failed"
     );
+    let refused_write = match error {
+        Error::SecretRefused { .. } => obj
+            .meta()
+            .uid
+            .as_deref()
+            .and_then(|uid| ctx.write_failures.get(uid))
+            .map(|f| f.retry_in(tokio::time::Instant::now())),
+        _ => None,
+    };
     if error.is_permanent() {
         Action::await_change()
     } else if error.category() == "api_conflict" {
         Action::requeue(Duration::from_millis(500))
+    } else if let Some(wait) = refused_write {
+        Action::requeue(wait + Duration::from_millis(100))
     } else {
-        Action::requeue(Duration::from_secs(5))
+        Action::requeue(ctx.backoffs.failed(&object_key(obj.as_ref())))
     }
 }
 
+/// The key of an object in the per-object memos: kind, namespace and name.
+fn object_key<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
 /// Records the outcome and duration of one reconcile.
-fn observe(
+fn observe<K: kube::Resource<DynamicType = ()>>(
     ctx: &Context,
     kind: &'static str,
+    obj: &K,
     started: std::time::Instant,
     result: &Result<Action, Error>,
 ) {
     let outcome = match result {
-        Ok(_) => "success",
+        Ok(_) => {
+            ctx.backoffs.succeeded(&object_key(obj));
+            "success"
+        }
         Err(e) => e.category(),
     };
     ctx.metrics

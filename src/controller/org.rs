@@ -26,7 +26,7 @@ const KIND: &str = "Organization";
 pub async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_org(&org, &ctx).await;
-    super::observe(&ctx, KIND, started, &result);
+    super::observe(&ctx, KIND, org.as_ref(), started, &result);
     result
 }
 

@@ -457,15 +457,8 @@ async fn snapshot(
     out
 }
 
-/// A value of the operator's `/metrics` (0 when the series does not exist yet).
 async fn metric(op: &Operator, series: &str) -> f64 {
-    op.metrics()
-        .await
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    op.metric(series).await
 }
 
 const ARGON2_VERIFICATIONS: &str = "m2m_controller_argon2_duration_seconds_count{op=\"verify\"}";

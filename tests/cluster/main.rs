@@ -16,6 +16,7 @@ mod http;
 mod load;
 mod operator;
 mod rbac;
+mod robustness;
 mod rotation;
 mod signing_keys;
 mod tokens;

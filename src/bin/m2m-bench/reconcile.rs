@@ -262,6 +262,7 @@ async fn raw_writes(
                     conflict: false,
                     now,
                     verified_secret: None,
+                    write_failure: None,
                 });
                 let patch =
                     json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp", "status": status});

@@ -296,10 +296,25 @@ impl<'a> Writes<'a> {
                     .await
             }
         };
-        let written = result.map_err(|source| Error::WriteSecret {
-            namespace: self.o.keys.namespace.clone(),
-            name,
-            source,
+        let namespace = self.o.keys.namespace.clone();
+        let written = result.map_err(|source| {
+            if crate::controller::error::is_conflict(&source) {
+                return Error::WriteSecret {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    source,
+                };
+            }
+            let secret = desired
+                .data
+                .as_ref()
+                .and_then(|d| d.get(crate::api::keys::secret_keys::CLIENT_SECRET))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned());
+            Error::SecretRefused {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                message: refusal_message(&source, secret.as_deref()),
+            }
         })?;
         self.secret = Some(written.clone());
         Ok(written)
@@ -338,3 +353,39 @@ impl<'a> Writes<'a> {
 }
 
 const MISSING: &str = "the plan expected an object that is not there";
+
+/// Longest API server message kept in a condition or Event.
+const MAX_MESSAGE: usize = 512;
+
+/// What the API server said about a refused write, without `secret` (plain or base64, should
+/// an admission webhook or policy have echoed the object) and at most [`MAX_MESSAGE`] bytes.
+pub fn refusal_message(error: &kube::Error, secret: Option<&str>) -> String {
+    let mut text = match error {
+        kube::Error::Api(status) => format!(
+            "{} (HTTP {} {})",
+            status.message.trim(),
+            status.code,
+            status.reason
+        ),
+        other => other.to_string(),
+    };
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        use base64::Engine;
+        for form in [
+            secret.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(secret),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        ] {
+            text = text.replace(&form, "<redacted>");
+        }
+    }
+    if text.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}

@@ -9,6 +9,7 @@ pub mod status;
 #[cfg(test)]
 mod tests_api;
 pub mod triggers;
+pub mod write_failures;
 
 use std::{sync::Arc, time::Instant};
 
@@ -23,7 +24,7 @@ const KIND: &str = "M2MApp";
 pub async fn reconcile(app: Arc<M2MApp>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_app(&app, &ctx).await;
-    super::observe(&ctx, KIND, started, &result);
+    super::observe(&ctx, KIND, app.as_ref(), started, &result);
     result
 }
 
@@ -34,16 +35,31 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     }
     let observed = observe::observe(ctx, app, keys, Timestamp::now()).await?;
     let plan = plan::plan(&observed);
-    let applied = apply::apply(ctx, &observed, plan).await?;
+    let (applied, failure) = match apply::apply(ctx, &observed, plan).await {
+        Ok(applied) => {
+            // A reconcile that was free to write the Secret, and succeeded, ends any streak.
+            if !observed.secret_writes_deferred {
+                ctx.write_failures.cleared(&observed.keys.uid);
+            }
+            let failure = observed
+                .write_failure
+                .clone()
+                .filter(|_| observed.secret_writes_deferred);
+            (applied, failure)
+        }
+        Err(error @ Error::SecretRefused { .. }) => {
+            refused(ctx, &observed, &error).await?;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
 
     let mut inputs = status::StatusInputs::new(&observed, applied.record.as_ref());
     // The Secret version verified last (this reconcile's writes included), for the next process.
     inputs.verified_secret = ctx.verified.get(&observed.keys.uid).map(|v| v.marker());
+    inputs.write_failure = failure.as_ref().map(|f| f.message.clone());
     let desired = status::status(&inputs);
-    if app.status.as_ref() != Some(&desired) {
-        let api: Api<M2MApp> = Api::namespaced(ctx.client.clone(), &observed.keys.namespace);
-        patch_status(&api, &observed.keys.name, &desired).await?;
-    }
+    write_status(ctx, &observed, &desired).await?;
     for note in applied
         .notes
         .into_iter()
@@ -51,10 +67,65 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     {
         events::publish(ctx, app, note).await;
     }
-    Ok(Action::requeue(status::wake_after(
+    let wake = status::wake_after(
         app,
         applied.record.as_ref(),
         observed.now,
         ctx.config.resync,
-    )))
+    );
+    let retry = failure.map(|f| f.retry_in(tokio::time::Instant::now()));
+    Ok(Action::requeue(retry.map_or(wake, |r| {
+        r.min(wake) + std::time::Duration::from_millis(100)
+    })))
+}
+
+/// The API server refused a Secret write: remember it (no new secret until the backoff step
+/// is over), say so in the status, and once per streak (or when the refusal changes) in an
+/// Event.
+async fn refused(ctx: &Context, o: &observe::Observed<'_>, error: &Error) -> Result<(), Error> {
+    let Error::SecretRefused { message, .. } = error else {
+        return Ok(());
+    };
+    let before = o.write_failure.as_ref().map(|f| f.message.clone());
+    let failure = ctx.write_failures.failed(
+        &o.keys.uid,
+        o.app.metadata.generation,
+        o.secret
+            .as_ref()
+            .and_then(|s| s.metadata.resource_version.as_deref()),
+        format!(
+            "the API server refused to write Secret {:?}: {message}",
+            o.app.secret_name()
+        ),
+        tokio::time::Instant::now(),
+    );
+    let mut inputs = status::StatusInputs::new(o, o.record.as_ref());
+    inputs.write_failure = Some(failure.message.clone());
+    let desired = status::status(&inputs);
+    write_status(ctx, o, &desired).await?;
+    if before.as_deref() != Some(failure.message.as_str()) {
+        let note = events::Note::warning(
+            crate::api::conditions::app_reasons::SECRET_WRITE_FAILED,
+            "WriteSecret",
+            format!(
+                "{}; retrying with a growing delay (next in {}s)",
+                failure.message,
+                failure.retry_in(tokio::time::Instant::now()).as_secs()
+            ),
+        );
+        events::publish(ctx, o.app, note).await;
+    }
+    Ok(())
+}
+
+async fn write_status(
+    ctx: &Context,
+    o: &observe::Observed<'_>,
+    desired: &crate::api::M2MAppStatus,
+) -> Result<(), Error> {
+    if o.app.status.as_ref() == Some(desired) {
+        return Ok(());
+    }
+    let api: Api<M2MApp> = Api::namespaced(ctx.client.clone(), &o.keys.namespace);
+    patch_status(&api, &o.keys.name, desired).await
 }

@@ -7,7 +7,7 @@
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, runtime::reflector::ObjectRef};
 
-use super::plan::SecretState;
+use super::{plan::SecretState, write_failures::Failure};
 use crate::{
     api::M2MApp,
     controller::{Context, Error, verified},
@@ -60,6 +60,10 @@ pub struct Observed<'a> {
     /// Only such a Secret may rebuild a lost record: any other could hold a secret of someone
     /// else's choosing.
     pub secret_vouched: bool,
+    /// The app's last refused Secret write, if the streak is not over.
+    pub write_failure: Option<Failure>,
+    /// Whether that failure still holds: no Secret is written, no secret hashed, until then.
+    pub secret_writes_deferred: bool,
 }
 
 /// Reads everything the reconcile of `app` needs.
@@ -102,6 +106,16 @@ pub async fn observe<'a>(
     let secret_vouched = secret
         .as_ref()
         .is_some_and(|s| vouched(ctx, app, &keys.uid, s));
+    let write_failure = ctx.write_failures.get(&keys.uid);
+    let secret_writes_deferred = write_failure.as_ref().is_some_and(|f| {
+        f.holds(
+            app.metadata.generation,
+            secret
+                .as_ref()
+                .and_then(|s| s.metadata.resource_version.as_deref()),
+            tokio::time::Instant::now(),
+        )
+    });
     Ok(Observed {
         app,
         keys,
@@ -114,6 +128,8 @@ pub async fn observe<'a>(
         secret,
         secret_state,
         secret_vouched,
+        write_failure,
+        secret_writes_deferred,
     })
 }
 

@@ -288,6 +288,9 @@ fn hold(o: &Observed<'_>) -> Plan {
 }
 
 fn issue(o: &Observed<'_>, cause: IssueCause, old: Option<&ClientRecord>, grant: &Grant) -> Plan {
+    if o.secret_writes_deferred {
+        return hold(o);
+    }
     let draft = match old {
         // A new secret answers any rotation or revocation asked for until now.
         Some(old) => RecordDraft {
@@ -388,13 +391,17 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
     {
         record.previous = None;
     }
-    let decision = rotation::decide(
+    let mut decision = rotation::decide(
         &record,
         o.app.rotate_request(),
         o.app.revoke_request(),
         o.app.rotation_every(),
         o.now,
     );
+    if o.secret_writes_deferred {
+        // The rotation waits for the Secret to be writable again; a revocation does not.
+        decision.rotate = None;
+    }
     if let Some(cause) = decision.rotate {
         // A revocation arriving with the rotation is answered by the rotation's last write.
         let rotate_request = match &cause {
@@ -430,6 +437,9 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
 /// The Secret to write so its non-secret fields match, keeping its secret; `None` when it
 /// already matches (or has no secret to keep).
 fn sync(o: &Observed<'_>, client_id: &str, revision: i64, grant: &Grant) -> Option<Secret> {
+    if o.secret_writes_deferred {
+        return None;
+    }
     let existing = o.secret.as_ref()?;
     let plain = tenant_secret::client_secret_of(existing)?;
     let desired = tenant_secret::render(

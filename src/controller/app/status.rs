@@ -28,6 +28,8 @@ pub struct StatusInputs<'a> {
     pub now: Timestamp,
     /// The `status.verifiedSecret` marker to write (`None`: keep the one there).
     pub verified_secret: Option<String>,
+    /// Why the app's Secret cannot be written now (a refusal of the API server).
+    pub write_failure: Option<String>,
 }
 
 impl<'a> StatusInputs<'a> {
@@ -40,6 +42,7 @@ impl<'a> StatusInputs<'a> {
             conflict: o.secret_state == SecretState::Foreign && o.grant.is_ok(),
             now: o.now,
             verified_secret: None,
+            write_failure: None,
         }
     }
 }
@@ -55,6 +58,11 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     let secret_name = app.secret_name();
     let (ok, reason, message) = match (inputs.grant, inputs.conflict, inputs.record, inputs.block) {
         (Err(refusal), _, _, _) => (false, refusal.reason(), refusal.message()),
+        (Ok(_), false, _, _) if inputs.write_failure.is_some() => (
+            false,
+            app_reasons::SECRET_WRITE_FAILED,
+            inputs.write_failure.clone().unwrap_or_default(),
+        ),
         (Ok(_), true, _, _) => (
             false,
             app_reasons::SECRET_CONFLICT,
@@ -83,9 +91,14 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
         rotation::new_request(app.rotate_request(), r.handled_rotate_request.as_deref())
     });
     let message = match waiting {
-        Some(value) if !ok && (inputs.grant.is_err() || inputs.conflict) => format!(
-            "{message}; the rotation asked for by m2m.dev/rotate={value:?} waits until this is resolved"
-        ),
+        Some(value)
+            if !ok
+                && (inputs.grant.is_err() || inputs.conflict || inputs.write_failure.is_some()) =>
+        {
+            format!(
+                "{message}; the rotation asked for by m2m.dev/rotate={value:?} waits until this is resolved"
+            )
+        }
         _ => message,
     };
     let condition = conditions::ready(
@@ -202,6 +215,7 @@ mod tests {
             conflict,
             now: t(50),
             verified_secret: None,
+            write_failure: None,
         };
 
         let ready = status(&inputs(&grant, Some(&rec), false, None));
@@ -270,6 +284,7 @@ mod tests {
             conflict: false,
             now,
             verified_secret: None,
+            write_failure: None,
         });
         let stored: M2MAppStatus =
             serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
@@ -294,6 +309,7 @@ mod tests {
                 conflict: false,
                 now,
                 verified_secret: None,
+                write_failure: None,
             })
         };
         assert!(

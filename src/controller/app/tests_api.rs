@@ -213,3 +213,111 @@ async fn rotate_and_revoke_in_one_change_leave_only_the_new_secret() {
     assert_eq!(record.handled_revoke_request.as_deref(), Some("leak"));
     assert_eq!(record.revision, 2);
 }
+
+/// The argon2id hashes the controller computed so far.
+fn hashes(h: &Harness) -> u64 {
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    // The family is shared with the Context's metrics.
+    registry.register("argon2", "", h.ctx.metrics.argon2.clone());
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("argon2_count{op=\"hash\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_secret_the_api_server_refuses_costs_one_hash_per_backoff_step_and_says_why() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    // An admission policy that refuses the Secret, and echoes its data (as a careless webhook
+    // might): the secret must not reach the status, the Event or the error.
+    h.api.fail_when(|method, path, body| {
+        (method == http::Method::POST && path == "/api/v1/namespaces/tenant/secrets").then(|| {
+            let echoed = body["data"]["client_secret"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (
+                422,
+                "Invalid",
+                format!("metadata.labels: Invalid value: \"bad key\" (data {echoed})"),
+            )
+        })
+    });
+    let first = reconcile_app(&h.app, &h.ctx).await;
+    let err = first.expect_err("the Secret write fails");
+    assert!(
+        matches!(err, crate::controller::Error::SecretRefused { .. }),
+        "{err}"
+    );
+    assert_eq!(hashes(&h), 1);
+    let stored: M2MApp = serde_json::from_value(h.api.get(APP).unwrap()).unwrap();
+    let condition = &stored.status.as_ref().unwrap().conditions[0];
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", "SecretWriteFailed")
+    );
+    assert!(
+        condition.message.contains("bad key"),
+        "{}",
+        condition.message
+    );
+    assert!(
+        condition.message.contains("<redacted>"),
+        "{}",
+        condition.message
+    );
+    assert!(
+        !condition.message.contains("m2msec_"),
+        "{}",
+        condition.message
+    );
+    assert!(!err.to_string().contains("m2msec_"), "{err}");
+    assert_eq!(
+        h.api
+            .event_reasons()
+            .iter()
+            .filter(|r| *r == "SecretWriteFailed")
+            .count(),
+        1
+    );
+
+    // The record's own watch event (and any other trigger) starts reconciles at once: they
+    // hash nothing, write nothing, publish nothing new, until the backoff step is over.
+    for i in 0..5 {
+        h.reconcile().await;
+        let writes = h.api.writes();
+        if i == 0 {
+            // The status now also shows the record written before the refusal (its client id).
+            assert_eq!(writes, [patch_status()]);
+        } else {
+            assert_eq!(writes, Vec::<String>::new());
+        }
+    }
+    assert_eq!(hashes(&h), 1, "no new secret while the refusal holds");
+    assert_eq!(
+        h.api
+            .event_reasons()
+            .iter()
+            .filter(|r| *r == "SecretWriteFailed")
+            .count(),
+        1,
+        "the Event says it once"
+    );
+
+    // The tenant fixes the spec (a new generation): the next reconcile tries at once, succeeds,
+    // and the app is Ready.
+    h.api.stop_failing();
+    let mut stored = h.api.get(APP).unwrap();
+    stored["metadata"]["generation"] = json!(2);
+    h.api.put(APP, stored);
+    h.reconcile().await;
+    assert_eq!(hashes(&h), 2);
+    let stored: M2MApp = serde_json::from_value(h.api.get(APP).unwrap()).unwrap();
+    assert_eq!(
+        stored.status.unwrap().conditions[0].reason,
+        "CredentialsIssued"
+    );
+    assert!(h.api.get(SECRET).is_some());
+}

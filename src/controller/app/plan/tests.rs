@@ -76,6 +76,7 @@ pub(crate) struct World {
     pub secret: Option<Secret>,
     pub state: SecretState,
     pub vouched: bool,
+    pub deferred: bool,
     pub now: Timestamp,
 }
 
@@ -92,6 +93,7 @@ impl World {
             secret: Some(secret),
             state: OURS_CURRENT,
             vouched: true,
+            deferred: false,
             now: t(200),
         }
     }
@@ -109,6 +111,8 @@ impl World {
             secret: self.secret.clone(),
             secret_state: self.state,
             secret_vouched: self.vouched,
+            write_failure: None,
+            secret_writes_deferred: self.deferred,
         }
     }
 
@@ -487,4 +491,34 @@ fn a_recovered_record_still_answers_a_rotation_asked_for_before_the_loss() {
         panic!("recover")
     };
     assert_eq!(draft.handled_rotate_request, None);
+}
+
+#[test]
+fn while_a_secret_write_is_refused_nothing_is_hashed_or_written_but_revocations() {
+    let mut w = World::issued();
+    w.deferred = true;
+    w.record = None;
+    w.secret = None;
+    w.state = SecretState::Missing;
+    assert_eq!(w.plan().step, Step::Hold { record: None }, "no new secret");
+    let mut w = rotated_once();
+    w.deferred = true;
+    w.app.spec.audiences = vec!["other-api".into()];
+    w.annotate("m2m.dev/rotate", "r1");
+    w.annotate("m2m.dev/revoke-previous", "x");
+    let plan = w.plan();
+    let Step::Keep {
+        record: Some(record),
+        sync: None,
+    } = plan.step
+    else {
+        panic!("keep without a Secret write: {plan:?}")
+    };
+    assert!(plan.revokes_previous);
+    assert!(record.previous.is_none());
+    assert_eq!(
+        record.handled_rotate_request.as_deref(),
+        Some("r0"),
+        "the rotation waits"
+    );
 }
