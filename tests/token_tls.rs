@@ -73,6 +73,7 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
         max_failures_per_client: 10,
         max_failures_per_source: 10,
         failure_window: Duration::from_secs(60),
+        trusted_proxies: Default::default(),
     };
     let service = Arc::new(TokenService::new(
         World::new("m2m-system").finish(),
@@ -97,7 +98,10 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
     let server = tokio::spawn(token::serve(
         format!("127.0.0.1:{port}").parse().unwrap(),
         token::router(service, &limits),
-        Some(files),
+        token::ListenerConfig {
+            tls: Some(files),
+            ..Default::default()
+        },
         shutdown.clone(),
     ));
     let url = format!("https://127.0.0.1:{port}/.well-known/jwks.json");
