@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
+mod attacks_token;
 mod chaos;
 mod common;
 mod controller;
