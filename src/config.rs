@@ -177,7 +177,7 @@ pub struct RunConfig {
 
     /// Most connections the token listener keeps open; beyond, a new connection replaces the
     /// oldest one that is not serving a request. Keep it below the open-files limit.
-    #[arg(long, env = "M2M_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "M2M_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
     /// After SIGTERM: how long the replica reports not ready but keeps serving tokens, so load

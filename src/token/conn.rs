@@ -54,7 +54,7 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
-            max_connections: 4096,
+            max_connections: 1024,
         }
     }
 }
