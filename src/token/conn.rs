@@ -15,6 +15,10 @@
 //! - **idle**: no request in flight, nothing received since the last response: at most
 //!   `idle_timeout`. This also bounds a client that stops reading its responses.
 //!
+//! HTTP/2 connections are tracked the same way, per connection: any frame received while no
+//! stream is in flight starts a head, so an HTTP/2 connection that only pings is closed after
+//! `header_read_timeout`.
+//!
 //! At `max_connections`, a new connection takes the place of the oldest one that is not serving
 //! a request (idle, or still sending its head), which is closed; only when every open connection
 //! is serving a request is the new one refused. So idle or slow connections, however many, can
