@@ -148,6 +148,25 @@ pub struct RunConfig {
     #[arg(long, env = "M2M_FAILURE_WINDOW", default_value = "1m", value_parser = duration)]
     pub failure_window: Duration,
 
+    /// Proxies (comma-separated CIDRs or addresses) whose forwarding header names the source
+    /// address for throttling. Default: none; the TCP peer is the source.
+    #[arg(
+        long,
+        env = "M2M_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::token::source::parse_network
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The header the trusted proxies write the client's address into.
+    #[arg(
+        long,
+        env = "M2M_FORWARDED_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub forwarded_header: crate::token::source::ForwardedHeader,
+
     /// Token requests served at once; beyond, requests get 503 at once.
     #[arg(long, env = "M2M_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
@@ -155,6 +174,22 @@ pub struct RunConfig {
     /// Longest time a token request may take.
     #[arg(long, env = "M2M_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub request_timeout: Duration,
+
+    /// Longest time the token listener waits for a request's head (its first request from the
+    /// accept, later ones from their first byte); a client sending slower is disconnected.
+    #[arg(long, env = "M2M_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest time a token connection stays open with no request in flight (keep-alive).
+    /// Keep it above the idle timeout of the proxies in front (nginx and cloud load balancers
+    /// default to 60s), so that they, not the operator, close idle connections.
+    #[arg(long, env = "M2M_IDLE_TIMEOUT", default_value = "90s", value_parser = duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections the token listener keeps open; beyond, a new connection replaces the
+    /// oldest one that is not serving a request. Keep it below the open-files limit.
+    #[arg(long, env = "M2M_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
 
     /// After SIGTERM: how long the replica reports not ready but keeps serving tokens, so load
     /// balancers stop sending before it stops accepting. In-flight requests are then finished.

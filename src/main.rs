@@ -137,6 +137,10 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             max_failures_per_client: config.max_failures_per_client,
             max_failures_per_source: config.max_failures_per_source,
             failure_window: config.failure_window,
+            trusted_proxies: token::source::TrustedProxies {
+                networks: config.trusted_proxies.clone(),
+                header: config.forwarded_header,
+            },
         },
         &mut registry,
     ));
@@ -183,10 +187,19 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             key,
             reload_every: std::time::Duration::from_secs(10),
         });
+    let listener = token::ListenerConfig {
+        tls,
+        limits: token::conn::ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
+        },
+        metrics: service.metrics.connections.clone(),
+    };
     let token_server = tokio::spawn(token::serve(
         config.token_addr,
         token_router,
-        tls,
+        listener,
         shutdown.clone(),
     ));
 

@@ -11,7 +11,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use m2m_operator::{credentials::generate::client_id, token};
-use token_fixture::{ACME, service, world};
+use token_fixture::{ACME, listen, service, world};
 use tokio_util::sync::CancellationToken;
 
 mod token_fixture;
@@ -60,28 +60,8 @@ async fn start() -> (
     CancellationToken,
     tokio::task::JoinHandle<Result<(), token::ServeError>>,
 ) {
-    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let limits = token::Limits {
-        max_concurrent: 64,
-        timeout: Duration::from_secs(10),
-    };
-    let server = tokio::spawn(token::serve(
-        addr,
-        token::router(service(world().finish()), &limits),
-        None,
-        shutdown.clone(),
-    ));
-    for _ in 0..100 {
-        if TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (addr, shutdown, server)
+    let served = listen(service(world().finish()), Default::default()).await;
+    (served.addr, served.shutdown, served.server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

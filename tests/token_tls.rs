@@ -73,6 +73,7 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
         max_failures_per_client: 10,
         max_failures_per_source: 10,
         failure_window: Duration::from_secs(60),
+        trusted_proxies: Default::default(),
     };
     let service = Arc::new(TokenService::new(
         World::new("m2m-system").finish(),
@@ -97,7 +98,10 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
     let server = tokio::spawn(token::serve(
         format!("127.0.0.1:{port}").parse().unwrap(),
         token::router(service, &limits),
-        Some(files),
+        token::ListenerConfig {
+            tls: Some(files),
+            ..Default::default()
+        },
         shutdown.clone(),
     ));
     let url = format!("https://127.0.0.1:{port}/.well-known/jwks.json");
@@ -139,6 +143,73 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
     assert!(
         reloaded,
         "the renewed certificate is served without a restart"
+    );
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_its_tls_handshake_is_cut_off_at_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("m2m-tls-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir, "tls");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shutdown = CancellationToken::new();
+    let service = Arc::new(TokenService::new(
+        World::new("m2m-system").finish(),
+        TokenConfig {
+            operator_namespace: "m2m-system".into(),
+            issuer: "https://127.0.0.1".into(),
+            token_url: "https://127.0.0.1/oauth2/token".into(),
+            argon2_workers: 1,
+            argon2_max_in_flight: 4,
+            max_failures_per_client: 10,
+            max_failures_per_source: 10,
+            failure_window: Duration::from_secs(60),
+            trusted_proxies: Default::default(),
+        },
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let limits = token::Limits {
+        max_concurrent: 8,
+        timeout: Duration::from_secs(5),
+    };
+    let server = tokio::spawn(token::serve(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        token::router(service, &limits),
+        token::ListenerConfig {
+            tls: Some(token::TlsFiles {
+                cert: dir.join("tls.crt"),
+                key: dir.join("tls.key"),
+                reload_every: Duration::from_secs(60),
+            }),
+            limits: token::conn::ConnectionLimits {
+                header_read_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
+            metrics: Default::default(),
+        },
+        shutdown.clone(),
+    ));
+    let mut stream = loop {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The first bytes of a TLS record (a ClientHello would follow), then nothing.
+    stream.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "a stalled handshake is closed after the 1s header-read timeout: {closed:?}"
     );
     shutdown.cancel();
     server.await.unwrap().unwrap();

@@ -5,10 +5,13 @@ use prometheus_client::{
     metrics::{
         counter::Counter,
         family::Family,
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
+
+use super::verify::PoolGauges;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -23,6 +26,27 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    /// `header_timeout`, `idle_timeout` or `evicted`.
+    pub reason: &'static str,
+}
+
+/// The token listener's connections.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    /// `m2m_token_connections`: connections open now.
+    pub open: Gauge,
+    /// `m2m_token_connections_closed_total{reason}`: connections the listener closed.
+    pub closed: Family<ClosedLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    pub fn closed(&self, reason: &'static str) {
+        self.closed.get_or_create(&ClosedLabels { reason }).inc();
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TokenMetrics {
     /// `m2m_token_requests_total{endpoint, outcome}`.
@@ -31,11 +55,16 @@ pub struct TokenMetrics {
     pub previous_secret: Counter,
     /// `m2m_token_request_duration_seconds{endpoint}`.
     pub duration: Family<EndpointLabels, Histogram>,
+    /// `m2m_argon2_jobs_running`, `m2m_argon2_admitted`.
+    pub argon2: PoolGauges,
+    pub connections: ConnectionMetrics,
 }
 
 impl TokenMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry, argon2: &PoolGauges) -> Self {
         let m = Self {
+            argon2: argon2.clone(),
+            connections: ConnectionMetrics::default(),
             requests: Family::default(),
             previous_secret: Counter::default(),
             duration: Family::new_with_constructor(|| {
@@ -56,6 +85,26 @@ impl TokenMetrics {
             "token_request_duration_seconds",
             "Token endpoint latency",
             m.duration.clone(),
+        );
+        registry.register(
+            "argon2_jobs_running",
+            "argon2id checks running on the token endpoint's pool (at most --argon2-workers)",
+            m.argon2.running.clone(),
+        );
+        registry.register(
+            "argon2_admitted",
+            "argon2id checks admitted, running or queued (at most --argon2-max-in-flight)",
+            m.argon2.admitted.clone(),
+        );
+        registry.register(
+            "token_connections",
+            "Connections open on the token listener (at most --max-connections)",
+            m.connections.open.clone(),
+        );
+        registry.register(
+            "token_connections_closed",
+            "Connections the token listener closed: header_timeout, idle_timeout, evicted",
+            m.connections.closed.clone(),
         );
         m
     }

@@ -2,7 +2,9 @@
 //! JWT out (RFC 6749 §4.4, RFC 9068), plus introspection (RFC 7662), JWKS and RFC 8414 metadata.
 //! It answers from the watch-fed cache and never calls the API server on the request path.
 
+pub mod authn;
 pub mod claims;
+pub mod conn;
 pub mod error;
 pub mod index;
 pub mod jwt;
@@ -13,6 +15,7 @@ pub mod request;
 pub mod server;
 pub mod service;
 pub mod signing;
+pub mod source;
 pub mod throttle;
 pub mod verify;
 
@@ -81,4 +84,4 @@ pub fn router(service: Arc<service::TokenService>, limits: &Limits) -> Router {
         )
 }
 
-pub use self::server::{ServeError, TlsFiles, serve};
+pub use self::server::{ListenerConfig, ServeError, TlsFiles, serve};

@@ -1,11 +1,17 @@
 //! The token listener: plain HTTP, or HTTPS with a certificate that is reloaded when its files
-//! change. Both serve on the caller's (multi-threaded) runtime with TCP_NODELAY.
+//! change. Both serve on the caller's (multi-threaded) runtime with TCP_NODELAY and the
+//! connection limits of [`super::conn`].
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use axum::{Router, serve::ListenerExt};
-use axum_server::tls_rustls::RustlsConfig;
+use axum::Router;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio_util::sync::CancellationToken;
+
+use super::{
+    conn::{ConnectionLimits, LimitAcceptor, Listener},
+    metrics::ConnectionMetrics,
+};
 
 /// Errors of the token listener.
 #[derive(Debug, thiserror::Error)]
@@ -34,60 +40,68 @@ pub struct TlsFiles {
     pub reload_every: Duration,
 }
 
+/// How the token listener serves: HTTPS or not, and its connection limits.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerConfig {
+    /// With a certificate: HTTPS, reloaded when the files change.
+    pub tls: Option<TlsFiles>,
+    pub limits: ConnectionLimits,
+    pub metrics: ConnectionMetrics,
+}
+
 /// Serves until `shutdown`, then finishes in-flight requests. With `tls`, serves HTTPS and
-/// reloads the certificate and key when the files change (cert-manager renewals).
+/// reloads the certificate and key when the files change (cert-manager renewals). Both serve
+/// through the same acceptor, which applies the connection limits and sets TCP_NODELAY.
 pub async fn serve(
     addr: SocketAddr,
     app: Router,
-    tls: Option<TlsFiles>,
+    config: ListenerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let Some(tls) = tls else {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        tracing::info!(%addr, "token endpoint listening (HTTP)");
-        // A response is one small write; never hold it back for an ACK (axum does not set it).
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        // On `shutdown` the listening socket closes at once (new connections are refused, a
-        // client retries another replica) and the requests in flight finish.
-        return axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(ServeError::Serve);
-    };
     let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let tls_error = |source| ServeError::Tls {
-        cert: tls.cert.clone(),
-        key: tls.key.clone(),
-        source,
+    let acceptor = LimitAcceptor::new(Listener::new(config.limits, config.metrics));
+    let tls = match &config.tls {
+        None => None,
+        Some(files) => Some(
+            RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(|source| ServeError::Tls {
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                    source,
+                })?,
+        ),
     };
-    let config = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(tls_error)?;
-    let handle = axum_server::Handle::new();
-    tokio::spawn(reload_tls(config.clone(), tls.clone(), shutdown.clone()));
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    // On `shutdown` the listening socket closes at once (new connections are refused, a
+    // client retries another replica) and the requests in flight finish; idle connections
+    // close, and one still sending its head gets no longer than the header-read timeout.
+    let handle = axum_server::Handle::<SocketAddr>::new();
     tokio::spawn({
-        let handle = handle.clone();
+        let (handle, shutdown) = (handle.clone(), shutdown.clone());
         async move {
             shutdown.cancelled().await;
             handle.graceful_shutdown(None);
         }
     });
-    tracing::info!(%addr, "token endpoint listening (HTTPS)");
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    axum_server::bind(addr)
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(make_service)
-        .await
-        .map_err(ServeError::Serve)
+    let server = axum_server::Server::from_listener(listener).handle(handle);
+    match (tls, config.tls) {
+        (Some(rustls), Some(files)) => {
+            tracing::info!(%addr, "token endpoint listening (HTTPS)");
+            tokio::spawn(reload_tls(rustls.clone(), files, shutdown));
+            server
+                .acceptor(RustlsAcceptor::new(rustls).acceptor(acceptor))
+                .serve(make_service)
+                .await
+        }
+        _ => {
+            tracing::info!(%addr, "token endpoint listening (HTTP)");
+            server.acceptor(acceptor).serve(make_service).await
+        }
+    }
+    .map_err(ServeError::Serve)
 }
 
 fn modified(files: &TlsFiles) -> Option<(std::time::SystemTime, std::time::SystemTime)> {

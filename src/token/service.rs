@@ -1,7 +1,7 @@
 //! The HTTP handlers: token, introspection, JWKS and discovery.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, Mutex, RwLock},
     time::Instant,
 };
@@ -18,15 +18,17 @@ use bytes::Bytes;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{
+    authn::{Origin, authenticate},
     claims::{self, AccessClaims},
     error::{ErrorCode, OAuthError, no_store},
     index::{self, Client, Standing},
     jwt,
     keys::KeyRing,
     metrics::TokenMetrics,
-    request::{self, ClientCredentials},
+    request,
+    source::{SourceKey, TrustedProxies},
     throttle::Throttle,
-    verify::{Busy, Verifier},
+    verify::Verifier,
 };
 use crate::{cache::Cache, credentials::record::SecretKind, tenancy::Grant};
 
@@ -45,6 +47,8 @@ pub struct TokenConfig {
     /// Failed authentications per source address per window.
     pub max_failures_per_source: u32,
     pub failure_window: std::time::Duration,
+    /// Proxies whose forwarding header names the source address.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Shared state of the handlers.
@@ -54,9 +58,9 @@ pub struct TokenService {
     pub keys: RwLock<Arc<KeyRing>>,
     pub verifier: Verifier,
     /// Failures per `client_id`.
-    pub client_throttle: Mutex<Throttle>,
-    /// Failures per source address.
-    pub source_throttle: Mutex<Throttle>,
+    pub client_throttle: Mutex<Throttle<String>>,
+    /// Failures per source address (IPv6: per /64).
+    pub source_throttle: Mutex<Throttle<SourceKey>>,
     /// Parsed client records.
     pub parsed: index::ParsedRecords,
     pub metrics: TokenMetrics,
@@ -71,8 +75,8 @@ impl TokenService {
     ) -> Self {
         /// Most throttled keys remembered at once.
         const MAX_THROTTLED_KEYS: usize = 100_000;
+        let verifier = Verifier::new(config.argon2_workers, config.argon2_max_in_flight);
         Self {
-            verifier: Verifier::new(config.argon2_workers, config.argon2_max_in_flight),
             client_throttle: Mutex::new(Throttle::new(
                 config.max_failures_per_client,
                 config.failure_window,
@@ -83,7 +87,8 @@ impl TokenService {
                 config.failure_window,
                 MAX_THROTTLED_KEYS,
             )),
-            metrics: TokenMetrics::register(registry),
+            metrics: TokenMetrics::register(registry, verifier.gauges()),
+            verifier,
             parsed: index::ParsedRecords::default(),
             keys: RwLock::default(),
             cache,
@@ -202,68 +207,6 @@ fn form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
     }
 }
 
-/// Authenticates the client: the fast path first (never throttled), then argon2 on the pool.
-async fn authenticate(
-    svc: &TokenService,
-    creds: &ClientCredentials,
-    source: IpAddr,
-) -> Result<(Client, SecretKind), OAuthError> {
-    let now = Timestamp::now();
-    let instant = Instant::now();
-    let Some(client) = index::lookup(
-        &svc.cache,
-        &svc.parsed,
-        &svc.config.operator_namespace,
-        &creds.client_id,
-    ) else {
-        // Unknown clients are refused without argon2 work.
-        if let Ok(mut t) = svc.source_throttle.lock() {
-            t.fail(&source.to_string(), instant);
-        }
-        return Err(OAuthError::invalid_client(creds.basic));
-    };
-    if let Some(kind) =
-        svc.verifier
-            .remembered(&creds.client_id, &creds.secret, &client.record, now)
-    {
-        return Ok((client, kind));
-    }
-    // The slow path: only here does the source address count.
-    let source_key = source.to_string();
-    let client_key = &creds.client_id;
-    let by_client = svc
-        .client_throttle
-        .lock()
-        .ok()
-        .and_then(|t| t.blocked(client_key, instant));
-    let by_source = svc
-        .source_throttle
-        .lock()
-        .ok()
-        .and_then(|t| t.blocked(&source_key, instant));
-    let blocked = by_client.max(by_source);
-    if let Some(wait) = blocked {
-        return Err(OAuthError::throttled(wait.as_secs() + 1));
-    }
-    match svc
-        .verifier
-        .verify(&creds.client_id, &creds.secret, &client.record, now)
-        .await
-    {
-        Err(Busy) => Err(OAuthError::overloaded()),
-        Ok(Some(kind)) => Ok((client, kind)),
-        Ok(None) => {
-            if let Ok(mut t) = svc.client_throttle.lock() {
-                t.fail(client_key, instant);
-            }
-            if let Ok(mut t) = svc.source_throttle.lock() {
-                t.fail(&source_key, instant);
-            }
-            Err(OAuthError::invalid_client(creds.basic))
-        }
-    }
-}
-
 /// The grant of an authenticated client, or `unauthorized_client`.
 fn authorize(svc: &TokenService, client: &Client) -> Result<Grant, OAuthError> {
     match index::standing(&svc.cache, client) {
@@ -296,7 +239,7 @@ async fn issue(
     svc: &TokenService,
     headers: &HeaderMap,
     body: &[u8],
-    source: IpAddr,
+    peer: SocketAddr,
     audit: &mut Audit,
 ) -> Result<Response, OAuthError> {
     form_content_type(headers)?;
@@ -310,7 +253,7 @@ async fn issue(
         "<malformed>".to_owned()
     });
     let token_request = request::token_request(&form)?;
-    let (client, kind) = authenticate(svc, &creds, source).await?;
+    let (client, kind) = authenticate(svc, &creds, Origin { peer, headers }).await?;
     audit.previous_secret = kind == SecretKind::Previous;
     let grant = authorize(svc, &client);
     audit.client = Some(client.clone());
@@ -357,7 +300,7 @@ async fn token(
     let started = Instant::now();
     let mut audit = Audit::default();
     let result = match &body {
-        Ok(body) => issue(&svc, &headers, body, peer.ip(), &mut audit).await,
+        Ok(body) => issue(&svc, &headers, body, peer, &mut audit).await,
         Err(rejection) => Err(OAuthError::unreadable_body(rejection)),
     };
     let outcome = match &result {
@@ -392,13 +335,13 @@ async fn introspect_inner(
     svc: &TokenService,
     headers: &HeaderMap,
     body: &[u8],
-    source: IpAddr,
+    peer: SocketAddr,
 ) -> Result<serde_json::Value, OAuthError> {
     form_content_type(headers)?;
     let form = request::parse_form(body)?;
     let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
     let token = request::introspection_token(&form)?;
-    let (caller, _) = authenticate(svc, &creds, source).await?;
+    let (caller, _) = authenticate(svc, &creds, Origin { peer, headers }).await?;
     let caller_grant = authorize(svc, &caller)?;
     let inactive = serde_json::json!({"active": false});
     let ring = svc.key_ring();
@@ -440,7 +383,7 @@ async fn introspect(
 ) -> Response {
     let started = Instant::now();
     let result = match &body {
-        Ok(body) => introspect_inner(&svc, &headers, body, peer.ip()).await,
+        Ok(body) => introspect_inner(&svc, &headers, body, peer).await,
         Err(rejection) => Err(OAuthError::unreadable_body(rejection)),
     };
     let outcome = match &result {

@@ -3,19 +3,32 @@
 //! refused until the window ends. Requests whose secret is already verified (the in-memory fast
 //! path) are never throttled, so an attacker flooding one `client_id` does not lock out the real
 //! client. Pure: the caller passes the time.
+//!
+//! The caller registers each attempt before the argon2 work, in a drop guard that counts it as a
+//! failure unless the secret verified, so an attempt whose request is dropped mid-verification
+//! (a client that hangs up, the request timeout) still counts.
+//!
+//! Memory is bounded by `max_keys`. Windows have one fixed length and start when they are
+//! created, so an insertion-ordered queue is also their expiry order: expired windows are dropped
+//! from its front, and when the map is full the oldest window goes; both O(1) amortised, with no
+//! scan of the map under the caller's lock.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque, hash_map::Entry},
+    hash::Hash,
     time::{Duration, Instant},
 };
 
 /// Failure counters per key.
 #[derive(Debug)]
-pub struct Throttle {
+pub struct Throttle<K> {
     max_failures: u32,
     window: Duration,
     max_keys: usize,
-    entries: HashMap<String, Window>,
+    entries: HashMap<K, Window>,
+    /// `(key, started)` in the order the windows started; an item whose window has since been
+    /// replaced (another `started`) or removed is skipped when it reaches the front.
+    order: VecDeque<(K, Instant)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -24,52 +37,80 @@ struct Window {
     failures: u32,
 }
 
-impl Throttle {
+impl<K: Hash + Eq + Clone> Throttle<K> {
     pub fn new(max_failures: u32, window: Duration, max_keys: usize) -> Self {
         Self {
             max_failures,
             window,
-            max_keys,
+            max_keys: max_keys.max(1),
             entries: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
     /// How long `key` must wait, if it is throttled at `now`.
-    pub fn blocked(&self, key: &str, now: Instant) -> Option<Duration> {
+    pub fn blocked(&self, key: &K, now: Instant) -> Option<Duration> {
         let w = self.entries.get(key)?;
         let ends = w.started + self.window;
         (w.failures >= self.max_failures && now < ends).then(|| ends - now)
     }
 
     /// Counts a failed authentication for `key`.
-    pub fn fail(&mut self, key: &str, now: Instant) {
-        if self.entries.len() >= self.max_keys && !self.entries.contains_key(key) {
-            let window = self.window;
-            self.entries
-                .retain(|_, w| now.duration_since(w.started) < window);
-            if self.entries.len() >= self.max_keys {
-                // Still full of live windows: forget the oldest rather than grow without bound.
-                if let Some(oldest) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, w)| w.started)
-                    .map(|(k, _)| k.clone())
-                {
-                    self.entries.remove(&oldest);
-                }
-            }
-        }
-        let w = self.entries.entry(key.to_owned()).or_insert(Window {
+    pub fn fail(&mut self, key: &K, now: Instant) {
+        let w = self.window_mut(key, now);
+        w.failures = w.failures.saturating_add(1);
+    }
+
+    /// The live window of `key`, a new one if it had none or its window ended.
+    fn window_mut(&mut self, key: &K, now: Instant) -> &mut Window {
+        self.expire(now);
+        let window = self.window;
+        let fresh = Window {
             started: now,
             failures: 0,
-        });
-        if now.duration_since(w.started) >= self.window {
-            *w = Window {
-                started: now,
-                failures: 0,
-            };
+        };
+        if !self.entries.contains_key(key) && self.entries.len() >= self.max_keys {
+            self.evict_oldest();
         }
-        w.failures = w.failures.saturating_add(1);
+        match self.entries.entry(key.clone()) {
+            Entry::Vacant(v) => {
+                self.order.push_back((key.clone(), now));
+                v.insert(fresh)
+            }
+            Entry::Occupied(o) => {
+                let w = o.into_mut();
+                if now.duration_since(w.started) >= window {
+                    *w = fresh;
+                    self.order.push_back((key.clone(), now));
+                }
+                w
+            }
+        }
+    }
+
+    /// Drops windows that ended before `now` (and queue items of replaced windows).
+    fn expire(&mut self, now: Instant) {
+        while let Some((key, started)) = self.order.front() {
+            if now.duration_since(*started) < self.window {
+                break;
+            }
+            if let Some(w) = self.entries.get(key)
+                && w.started == *started
+            {
+                self.entries.remove(key);
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Forgets the window that started first, to make room.
+    fn evict_oldest(&mut self) {
+        while let Some((key, started)) = self.order.pop_front() {
+            if self.entries.get(&key).is_some_and(|w| w.started == started) {
+                self.entries.remove(&key);
+                return;
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -79,42 +120,13 @@ impl Throttle {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Items in the expiry queue (bounded by the live windows plus replaced ones not yet
+    /// dropped); for tests of the bound.
+    pub fn queued(&self) -> usize {
+        self.order.len()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttles_after_max_failures_until_the_window_ends() {
-        let t0 = Instant::now();
-        let mut t = Throttle::new(3, Duration::from_secs(60), 100);
-        for _ in 0..2 {
-            t.fail("a", t0);
-        }
-        assert_eq!(t.blocked("a", t0), None);
-        t.fail("a", t0);
-        assert_eq!(
-            t.blocked("a", t0 + Duration::from_secs(10)),
-            Some(Duration::from_secs(50))
-        );
-        assert_eq!(t.blocked("b", t0), None, "other keys are unaffected");
-        assert_eq!(t.blocked("a", t0 + Duration::from_secs(60)), None);
-        t.fail("a", t0 + Duration::from_secs(61));
-        assert_eq!(
-            t.blocked("a", t0 + Duration::from_secs(61)),
-            None,
-            "a new window"
-        );
-    }
-
-    #[test]
-    fn memory_is_bounded() {
-        let t0 = Instant::now();
-        let mut t = Throttle::new(3, Duration::from_secs(60), 10);
-        for i in 0..1000 {
-            t.fail(&format!("k{i}"), t0);
-        }
-        assert!(t.len() <= 10);
-    }
-}
+mod tests;

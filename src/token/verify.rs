@@ -2,17 +2,22 @@
 //! and a keyed in-memory proof of each secret that verified once, so later requests with the
 //! same secret take microseconds. A proof is only used while the hash it was checked against is
 //! still accepted, so a rotation or revocation drops it.
+//!
+//! Admission is safe against cancellation (a client that hangs up, the request timeout): the
+//! admitted count is held by a guard, and the pool permit is owned and moved into the blocking
+//! job together with that guard, so a job keeps its worker slot and its admission until it has
+//! finished, whether or not anyone still waits for its result. However many requests are
+//! dropped, at most `workers` argon2id jobs run at once and at most `max_in_flight` are
+//! admitted (running or queued).
 
 use std::{
     collections::HashMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
 
 use aws_lc_rs::{constant_time, hmac, rand::SecureRandom};
 use k8s_openapi::jiff::Timestamp;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 
 use crate::credentials::{
@@ -42,12 +47,53 @@ enum Mode {
     PlainSha256Baseline,
 }
 
+/// The pool's gauges: argon2id jobs running, and checks admitted (running or queued).
+#[derive(Clone, Debug, Default)]
+pub struct PoolGauges {
+    pub running: Gauge,
+    pub admitted: Gauge,
+}
+
+/// One admitted check; leaving the admission when dropped.
+struct Admitted(Gauge);
+
+impl Admitted {
+    /// Admits a check unless `max` are admitted already.
+    fn enter(gauge: &Gauge, max: usize) -> Option<Self> {
+        let before = gauge.inc();
+        let guard = Self(gauge.clone());
+        (usize::try_from(before).unwrap_or(usize::MAX) < max).then_some(guard)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts a job as running while it lives.
+struct Running(Gauge);
+
+impl Running {
+    fn start(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Verifier {
     mode: Mode,
     key: hmac::Key,
     proofs: Mutex<HashMap<String, Vec<Proof>>>,
-    pool: Semaphore,
-    waiting: AtomicUsize,
+    pool: Arc<Semaphore>,
+    gauges: PoolGauges,
     max_in_flight: usize,
 }
 
@@ -61,10 +107,15 @@ impl Verifier {
             mode: Mode::Argon2,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             proofs: Mutex::new(HashMap::new()),
-            pool: Semaphore::new(workers.max(1)),
-            waiting: AtomicUsize::new(0),
+            pool: Arc::new(Semaphore::new(workers.max(1))),
+            gauges: PoolGauges::default(),
             max_in_flight,
         }
+    }
+
+    /// The gauges of the argon2id pool (for `/metrics` and tests).
+    pub fn gauges(&self) -> &PoolGauges {
+        &self.gauges
     }
 
     /// The benchmark baseline: records hold a hex SHA-256 of the secret instead of a PHC
@@ -129,19 +180,20 @@ impl Verifier {
         if self.mode == Mode::PlainSha256Baseline {
             return Ok(None);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy);
-        }
-        let permit = self.pool.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(|_| Busy)?;
+        // Dropping this future at any await below leaves the counts right: before the job
+        // starts, the guard leaves the admission; once it started, the job owns both.
+        let admitted = Admitted::enter(&self.gauges.admitted, self.max_in_flight).ok_or(Busy)?;
+        let permit = self.pool.clone().acquire_owned().await.map_err(|_| Busy)?;
         let candidates: Vec<_> = record
             .accepted_hashes(now)
             .map(|(h, kind)| (h.clone(), kind))
             .collect();
         let presented = secret.to_owned();
+        let running = self.gauges.running.clone();
         let matched = tokio::task::spawn_blocking(move || {
+            // Dropped in this order: the job stops counting as running before its worker slot
+            // is given to the next one.
+            let _job = (Running::start(running), permit, admitted);
             candidates
                 .into_iter()
                 .find(|(h, _)| hash::verify(&presented, h))
@@ -173,108 +225,4 @@ impl Verifier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::credentials::{
-        generate::ClientSecret,
-        record::{AppKey, Previous},
-    };
-
-    fn record(secret: &str) -> ClientRecord {
-        ClientRecord {
-            client_id: "m2m_1".into(),
-            app: AppKey {
-                namespace: "n".into(),
-                name: "a".into(),
-                uid: "u".into(),
-            },
-            current: hash::hash(&ClientSecret::new(secret)).unwrap(),
-            pending: None,
-            previous: None,
-            revision: 1,
-            last_rotation_time: Timestamp::UNIX_EPOCH,
-            handled_rotate_request: None,
-            handled_revoke_request: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn verifies_once_then_remembers_until_the_hash_is_dropped() {
-        let v = Verifier::new(2, 10);
-        let now = Timestamp::UNIX_EPOCH;
-        let mut rec = record("right");
-        assert_eq!(v.remembered("m2m_1", "right", &rec, now), None);
-        assert_eq!(v.verify("m2m_1", "wrong", &rec, now).await, Ok(None));
-        assert_eq!(
-            v.verify("m2m_1", "right", &rec, now).await,
-            Ok(Some(SecretKind::Current))
-        );
-        assert_eq!(
-            v.remembered("m2m_1", "right", &rec, now),
-            Some(SecretKind::Current)
-        );
-        assert_eq!(v.remembered("m2m_1", "wrong", &rec, now), None);
-        assert_eq!(
-            v.remembered("m2m_2", "right", &rec, now),
-            None,
-            "proofs are per client"
-        );
-
-        // Rotated: the old hash becomes previous, then expires.
-        let old = rec.current.clone();
-        rec.current = hash::hash(&ClientSecret::new("new")).unwrap();
-        rec.previous = Some(Previous {
-            hash: old,
-            expires_at: Timestamp::from_second(10).unwrap(),
-        });
-        assert_eq!(
-            v.remembered("m2m_1", "right", &rec, now),
-            Some(SecretKind::Previous)
-        );
-        let later = Timestamp::from_second(10).unwrap();
-        assert_eq!(v.remembered("m2m_1", "right", &rec, later), None);
-        assert_eq!(v.verify("m2m_1", "right", &rec, later).await, Ok(None));
-    }
-
-    #[tokio::test]
-    async fn the_benchmark_baseline_checks_a_plain_digest() {
-        let v = Verifier::plain_sha256_baseline();
-        let mut rec = record("unused");
-        let hex: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"right")
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        rec.current = serde_json::from_value(serde_json::Value::String(hex)).unwrap();
-        let now = Timestamp::UNIX_EPOCH;
-        assert_eq!(
-            v.remembered("m2m_1", "right", &rec, now),
-            Some(SecretKind::Current)
-        );
-        assert_eq!(v.remembered("m2m_1", "wrong", &rec, now), None);
-    }
-
-    #[tokio::test]
-    async fn retain_forgets_the_proofs_of_removed_clients() {
-        let v = Verifier::new(1, 4);
-        let rec = record("right");
-        let now = Timestamp::UNIX_EPOCH;
-        assert_eq!(
-            v.verify("m2m_1", "right", &rec, now).await,
-            Ok(Some(SecretKind::Current))
-        );
-        v.retain(|id| id != "m2m_1");
-        assert_eq!(v.remembered("m2m_1", "right", &rec, now), None);
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_is_busy() {
-        let v = Verifier::new(1, 0);
-        let rec = record("right");
-        assert_eq!(
-            v.verify("m2m_1", "right", &rec, Timestamp::UNIX_EPOCH)
-                .await,
-            Err(Busy)
-        );
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@
 
 mod admission;
 mod attacks;
+mod attacks_token;
 mod chaos;
 mod common;
 mod controller;

@@ -130,7 +130,15 @@ pub fn world() -> World {
 }
 
 pub fn service(cache: m2m_operator::cache::Cache) -> Arc<TokenService> {
-    let config = TokenConfig {
+    service_with(cache, |_| {})
+}
+
+/// The fixture's service with settings changed by `edit`.
+pub fn service_with(
+    cache: m2m_operator::cache::Cache,
+    edit: impl FnOnce(&mut TokenConfig),
+) -> Arc<TokenService> {
+    let mut config = TokenConfig {
         operator_namespace: NS.into(),
         issuer: ISSUER.into(),
         token_url: format!("{ISSUER}/oauth2/token"),
@@ -139,7 +147,9 @@ pub fn service(cache: m2m_operator::cache::Cache) -> Arc<TokenService> {
         max_failures_per_client: 3,
         max_failures_per_source: 1000,
         failure_window: Duration::from_secs(60),
+        trusted_proxies: Default::default(),
     };
+    edit(&mut config);
     let service = Arc::new(TokenService::new(
         cache,
         config,
@@ -160,11 +170,22 @@ impl Fixture {
 
     /// The router over `cache` (a world the test keeps changing).
     pub fn over(cache: m2m_operator::cache::Cache, timeout: Duration) -> Self {
+        Self::with_service(service(cache), timeout)
+    }
+
+    /// The fixture world with settings changed by `edit`.
+    pub fn with_config(edit: impl FnOnce(&mut TokenConfig)) -> Self {
+        Self::with_service(
+            service_with(world().finish(), edit),
+            Duration::from_secs(10),
+        )
+    }
+
+    fn with_service(service: Arc<TokenService>, timeout: Duration) -> Self {
         let limits = token::Limits {
             max_concurrent: 64,
             timeout,
         };
-        let service = service(cache);
         let router = token::router(service.clone(), &limits)
             .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         Self { router, service }
@@ -246,4 +267,78 @@ pub async fn verified_claims(f: &Fixture, token: &str) -> Value {
     jsonwebtoken::decode::<Value>(token, &key, &validation)
         .unwrap()
         .claims
+}
+
+/// A token listener over real TCP (`token::serve`, as the operator runs it), stopped by
+/// `shutdown`.
+pub struct Served {
+    pub addr: SocketAddr,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub server: tokio::task::JoinHandle<Result<(), token::ServeError>>,
+}
+
+/// Serves `service` on a free local port with `listener`'s settings; returns once it accepts.
+pub async fn listen(service: Arc<TokenService>, listener: token::ListenerConfig) -> Served {
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let limits = token::Limits {
+        max_concurrent: 64,
+        timeout: Duration::from_secs(10),
+    };
+    let server = tokio::spawn(token::serve(
+        addr,
+        token::router(service, &limits),
+        listener,
+        shutdown.clone(),
+    ));
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Served {
+        addr,
+        shutdown,
+        server,
+    }
+}
+
+/// The raw HTTP/1.1 token request of `id` with `secret` (Basic), on a connection that closes.
+pub fn raw_token_request(id: &str, secret: &str) -> Vec<u8> {
+    let body = "grant_type=client_credentials";
+    format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        basic(id, secret),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Sends one token request on a fresh connection; returns the status and the JSON body.
+pub async fn token_over_tcp(addr: SocketAddr, id: &str, secret: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&raw_token_request(id, secret))
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
 }

@@ -44,6 +44,7 @@ pub fn config() -> TokenConfig {
         max_failures_per_client: 10,
         max_failures_per_source: 100,
         failure_window: Duration::from_secs(60),
+        trusted_proxies: Default::default(),
     }
 }
 
@@ -84,7 +85,7 @@ pub async fn serve_token(router: axum::Router, shutdown: CancellationToken) -> S
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port");
-    tokio::spawn(token::serve(addr, router, None, shutdown));
+    tokio::spawn(token::serve(addr, router, Default::default(), shutdown));
     tokio::time::sleep(Duration::from_millis(200)).await;
     addr
 }
