@@ -209,7 +209,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             token.clone(),
         );
         async move {
-            tokio::join!(controller::run(ctx, token), keys);
+            tokio::join!(test_hook::controllers(controller::run(ctx, token)), keys);
         }
     };
     if config.leader_election {
@@ -228,6 +228,32 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     admin.await??;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Test-only hooks, compiled only into the `cluster-tests` build (never into a release build).
+#[cfg(feature = "cluster-tests")]
+mod test_hook {
+    /// `M2M_TEST_PANIC_CONTROLLERS_AFTER=<duration>`: the controllers' task panics that long
+    /// after it starts, so the cluster tests see what a replica does when its controllers die.
+    pub async fn controllers(work: impl Future<Output = ()>) {
+        let after = std::env::var("M2M_TEST_PANIC_CONTROLLERS_AFTER")
+            .ok()
+            .and_then(|v| m2m_operator::api::duration::parse(&v).ok());
+        match after {
+            None => work.await,
+            Some(after) => tokio::select! {
+                () = work => {}
+                () = tokio::time::sleep(after) => panic!("test hook: the controllers panic"),
+            },
+        }
+    }
+}
+
+#[cfg(not(feature = "cluster-tests"))]
+mod test_hook {
+    pub async fn controllers(work: impl Future<Output = ()>) {
+        work.await;
+    }
 }
 
 /// Returns on SIGTERM or Ctrl-C.

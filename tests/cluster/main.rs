@@ -4,11 +4,13 @@
 // Test helpers panic on purpose: a panic is how a test reports the failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_proxy;
 mod attacks;
 mod chaos;
 mod common;
 mod controller;
 mod crds;
+mod fencing;
 mod fixtures;
 mod ha;
 mod http;
