@@ -233,6 +233,80 @@ async fn a_leader_that_cannot_renew_stops_writing_before_a_standby_takes_over() 
     ns.delete().await;
 }
 
+/// A holder whose wall clock is an hour behind: every renewTime it writes looks an hour old to
+/// everyone else. As long as it keeps renewing, a standby must not take the lease; once it
+/// stops, the standby takes it after about one lease duration.
+#[tokio::test]
+async fn a_standby_never_takes_a_lease_that_keeps_being_renewed_whatever_its_clock_says() {
+    use k8s_openapi::{
+        api::coordination::v1::LeaseSpec,
+        apimachinery::pkg::apis::meta::v1::MicroTime,
+        jiff::{SignedDuration, Timestamp},
+    };
+    use kube::api::PostParams;
+
+    let client = common::client().await;
+    common::install_crds(&client).await;
+    crate::operator::ensure_operator_namespace(&client).await;
+    common::install_operator_rbac(&client).await;
+    let lease_name = format!("m2m-lease-{}", common::suffix());
+    let api: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let an_hour_ago = || MicroTime(Timestamp::now() - SignedDuration::from_hours(1));
+    let mut skewed = Lease::default();
+    skewed.metadata.name = Some(lease_name.clone());
+    skewed.spec = Some(LeaseSpec {
+        holder_identity: Some("skewed-holder".into()),
+        lease_duration_seconds: Some(6),
+        acquire_time: Some(an_hour_ago()),
+        renew_time: Some(an_hour_ago()),
+        ..LeaseSpec::default()
+    });
+    api.create(&PostParams::default(), &skewed)
+        .await
+        .expect("create the Lease");
+
+    let standby = Operator::spawn(options("standby", &lease_name));
+    wait_for("the standby's caches", Duration::from_secs(60), || async {
+        if standby.log_text().contains("caches synced") {
+            Ok(())
+        } else {
+            Err(standby.log_tail())
+        }
+    })
+    .await;
+    // Two lease durations of renewals, each with a renewTime an hour in the past.
+    let renewing_until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < renewing_until {
+        let mut current = api.get(&lease_name).await.expect("get the Lease");
+        let holder = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone());
+        assert_eq!(
+            holder.as_deref(),
+            Some("skewed-holder"),
+            "the standby took a lease that was being renewed; log:\n{}",
+            standby.log_tail()
+        );
+        if let Some(spec) = current.spec.as_mut() {
+            spec.renew_time = Some(an_hour_ago());
+        }
+        api.replace(&lease_name, &PostParams::default(), &current)
+            .await
+            .expect("renew the Lease");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The holder stops renewing: the standby takes over.
+    wait_holder(
+        &client,
+        &lease_name,
+        &standby.options.identity,
+        Duration::from_secs(20),
+    )
+    .await;
+    drop(standby);
+}
+
 /// The controllers' task panics (a test-only hook of the `cluster-tests` build) on the leader:
 /// it gives the Lease up at once, reports unhealthy so the kubelet restarts it, does not lead
 /// again, and keeps serving tokens meanwhile; the standby takes over.
