@@ -178,6 +178,11 @@ impl Elector {
     where
         F: Fn(CancellationToken) -> Work,
     {
+        if self.timing.deadline(term.sent) <= Instant::now() {
+            // The write took so long that its term is over already: start nothing.
+            tracing::warn!(lease = %self.name, "taking the lease took longer than the lease lasts; not starting controllers");
+            return Outcome::NotLeader;
+        }
         self.fence.open_until(self.timing.deadline(term.sent));
         tracing::info!(identity = %self.identity, lease = %self.name, "acquired the lease; starting controllers");
         let token = shutdown.child_token();

@@ -22,6 +22,8 @@
 
 mod decide;
 mod elector;
+#[cfg(test)]
+mod elector_tests;
 mod fence;
 mod supervise;
 mod timing;
