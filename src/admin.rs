@@ -1,5 +1,7 @@
-//! The admin listener: `/healthz`, `/readyz` (ready only once every registered component says
-//! so, e.g. after the caches have synced) and `/metrics` in the Prometheus text format.
+//! The admin listener: `/healthz` (500 with the reason once the process cannot recover by
+//! itself, e.g. its controllers died: the kubelet's liveness probe then restarts it),
+//! `/readyz` (ready only once every registered component says so, e.g. after the caches have
+//! synced) and `/metrics` in the Prometheus text format.
 
 use std::{
     net::SocketAddr,
@@ -60,22 +62,58 @@ impl ReadyFlag {
     }
 }
 
+/// Liveness of the process: healthy until something it cannot recover from is reported.
+#[derive(Clone, Default)]
+pub struct Health {
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Health {
+    /// Reports the process unhealthy for good; the first reason is kept. The reason is shown
+    /// on `/healthz`: a fixed description, never data from the cluster or a request.
+    pub fn fail(&self, reason: impl Into<String>) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert_with(|| reason.into());
+        }
+    }
+
+    /// Why the process is unhealthy (`None`: healthy).
+    pub fn failure(&self) -> Option<String> {
+        match self.failure.lock() {
+            Ok(failure) => failure.clone(),
+            Err(_) => Some("health state poisoned".to_owned()),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     readiness: Readiness,
+    health: Health,
     registry: Arc<Registry>,
 }
 
 /// The admin router.
-pub fn router(readiness: Readiness, registry: Arc<Registry>) -> Router {
+pub fn router(readiness: Readiness, health: Health, registry: Arc<Registry>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(AdminState {
             readiness,
+            health,
             registry,
         })
+}
+
+async fn healthz(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.health.failure() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(reason) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unhealthy: {reason}\n"),
+        ),
+    }
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
@@ -151,5 +189,35 @@ mod tests {
         assert_eq!(readiness.not_ready(), vec!["signing-keys"]);
         keys.set(true);
         assert!(readiness.not_ready().is_empty());
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_with_the_first_reason_once_reported() {
+        use tower::ServiceExt;
+
+        let health = Health::default();
+        let app = router(
+            Readiness::default(),
+            health.clone(),
+            Arc::new(Registry::default()),
+        );
+        let get = || {
+            axum::http::Request::get("/healthz")
+                .body(axum::body::Body::empty())
+                .unwrap_or_default()
+        };
+        let ok = app.clone().oneshot(get()).await.unwrap_or_default();
+        assert_eq!(ok.status(), StatusCode::OK);
+        health.fail("the controllers task panicked while leading");
+        health.fail("a later reason");
+        let failed = app.oneshot(get()).await.unwrap_or_default();
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(failed.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        assert_eq!(
+            body,
+            "unhealthy: the controllers task panicked while leading\n"
+        );
     }
 }

@@ -10,7 +10,7 @@ use m2m_operator::{
     config::{Cli, Command, RunConfig},
     controller, crd,
     credentials::secret::Endpoints,
-    leader::{self, LeaseConfig},
+    leader::{self, Fence, LeaderError, LeaseConfig},
     metrics::Metrics,
     telemetry,
     token::{
@@ -117,7 +117,20 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             shutdown.cancel();
         }
     });
+    if config.leader_election {
+        // Refuse settings that cannot work before anything starts.
+        leader::Timing::new(config.lease_duration, config.lease_renew_before)?;
+    }
     let mut registry = Registry::with_prefix("m2m");
+    // Every write of the controllers and the key manager goes through this fence: allowed only
+    // while this replica holds the Lease (always, without leader election).
+    let fence = if config.leader_election {
+        Fence::closed()
+    } else {
+        Fence::always_open()
+    };
+    fence.register(&mut registry);
+    let health = admin::Health::default();
 
     let client = kube::Client::try_default().await?;
     let version = client.apiserver_version().await?;
@@ -166,7 +179,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     );
     let admin = tokio::spawn(admin::serve(
         config.admin_addr,
-        admin::router(readiness, Arc::new(registry)),
+        admin::router(readiness, health.clone(), Arc::new(registry)),
         shutdown.clone(),
     ));
     tokio::select! {
@@ -205,7 +218,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let identity = config.identity();
     let ctx = Arc::new(controller::Context::new(
-        client.clone(),
+        fence.client(client.clone()),
         cache,
         controller::ControllerConfig {
             operator_namespace: config.namespace.clone(),
@@ -224,10 +237,12 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         publish_ahead: config.signing_key_publish_ahead,
         keep_retired: config.signing_key_retention,
     };
-    let (key_client, key_namespace, key_instance) =
-        (client.clone(), config.namespace.clone(), identity.clone());
-    let controllers = move |token: CancellationToken| {
-        let ctx = ctx.clone();
+    let (key_client, key_namespace, key_instance) = (
+        fence.client(client.clone()),
+        config.namespace.clone(),
+        identity.clone(),
+    );
+    let work = move |token: CancellationToken| -> leader::Work {
         let keys = signing::manage_keys(
             key_client.clone(),
             key_namespace.clone(),
@@ -236,11 +251,13 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             latest_keys.clone(),
             token.clone(),
         );
-        async move {
-            tokio::join!(controller::run(ctx, token), keys);
-        }
+        let controllers = test_hook::controllers(controller::run(ctx.clone(), token));
+        vec![
+            ("controllers", Box::pin(controllers)),
+            ("signing-key manager", Box::pin(keys)),
+        ]
     };
-    if config.leader_election {
+    let outcome = if config.leader_election {
         let lease = LeaseConfig {
             namespace: config.namespace.clone(),
             name: config.lease_name.clone(),
@@ -248,14 +265,49 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             duration: config.lease_duration,
             renew_before: config.lease_renew_before,
         };
-        leader::run_while_leader(client, lease, terminating.clone(), controllers).await?;
+        leader::run_while_leader(client, lease, fence, terminating.clone(), work).await
     } else {
-        controllers(terminating.child_token()).await;
+        leader::run_unelected(terminating.clone(), work).await
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(LeaderError::WorkEnded(ended)) => {
+            // Keep serving tokens until the kubelet restarts the process (liveness probe).
+            health.fail(format!("{ended}; controllers stopped, restart needed"));
+            tracing::error!("controllers stopped for good; /healthz reports unhealthy");
+        }
+        Err(e) => return Err(e.into()),
     }
     token_server.await??;
     admin.await??;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Test-only hooks, compiled only into the `cluster-tests` build (never into a release build).
+#[cfg(feature = "cluster-tests")]
+mod test_hook {
+    /// `M2M_TEST_PANIC_CONTROLLERS_AFTER=<duration>`: the controllers' task panics that long
+    /// after it starts, so the cluster tests see what a replica does when its controllers die.
+    pub async fn controllers(work: impl Future<Output = ()>) {
+        let after = std::env::var("M2M_TEST_PANIC_CONTROLLERS_AFTER")
+            .ok()
+            .and_then(|v| m2m_operator::api::duration::parse(&v).ok());
+        match after {
+            None => work.await,
+            Some(after) => tokio::select! {
+                () = work => {}
+                () = tokio::time::sleep(after) => panic!("test hook: the controllers panic"),
+            },
+        }
+    }
+}
+
+#[cfg(not(feature = "cluster-tests"))]
+mod test_hook {
+    pub async fn controllers(work: impl Future<Output = ()>) {
+        work.await;
+    }
 }
 
 /// Returns on SIGTERM or Ctrl-C.

@@ -5,12 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admission;
+mod api_proxy;
 mod attacks;
 mod attacks_token;
 mod chaos;
 mod common;
 mod controller;
 mod crds;
+mod fencing;
 mod fixtures;
 mod ha;
 mod http;

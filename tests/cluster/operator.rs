@@ -162,6 +162,23 @@ impl Operator {
         }
     }
 
+    /// The status and body of `/healthz` (None when nothing answers).
+    pub async fn healthz(&self) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}/healthz", self.admin_port);
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("curl")
+                .args(["-s", "-w", "\n%{http_code}", "--max-time", "2", &url])
+                .output()
+                .ok()?;
+            let text = String::from_utf8(out.stdout).ok()?;
+            let (body, code) = text.rsplit_once('\n')?;
+            Some((code.parse().ok()?, body.to_owned()))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     async fn admin_status(&self, path: &str) -> Option<u16> {
         let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
         tokio::task::spawn_blocking(move || {

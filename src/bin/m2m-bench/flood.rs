@@ -65,7 +65,11 @@ pub fn run(opts: Options) {
         let server = serve_token(token::router(service, &limits), shutdown.clone()).await;
         let registry = Arc::new(registry);
         let health = serve_token(
-            admin::router(admin::Readiness::default(), registry.clone()),
+            admin::router(
+                admin::Readiness::default(),
+                admin::Health::default(),
+                registry.clone(),
+            ),
             shutdown.clone(),
         )
         .await;

@@ -187,7 +187,11 @@ pub fn run(
         let argon_addr = serve_token(token::router(argon, &limits), shutdown.clone()).await;
         let plain_addr = serve_token(token::router(plain, &limits), shutdown.clone()).await;
         let health_addr = serve_token(
-            admin::router(admin::Readiness::default(), Arc::new(registry)),
+            admin::router(
+                admin::Readiness::default(),
+                admin::Health::default(),
+                Arc::new(registry),
+            ),
             shutdown.clone(),
         )
         .await;
