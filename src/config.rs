@@ -191,6 +191,30 @@ pub struct RunConfig {
     #[arg(long, env = "M2M_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Namespaces (comma-separated) where global apps (no `spec.organizationRef`: tokens without
+    /// `org_code`, any scope) are allowed. Default: the operator's own namespace. Elsewhere a
+    /// global app is `Ready=False, NamespaceNotAllowed`, gets no Secret, and gets no tokens.
+    #[arg(long, env = "M2M_GLOBAL_APP_NAMESPACES", value_delimiter = ',')]
+    pub global_app_namespaces: Option<Vec<String>>,
+
+    /// Also allow global apps in namespaces carrying all of these labels (`key=value,...`).
+    /// Whoever can label namespaces can then create global apps: give it only to platform admins.
+    #[arg(long, env = "M2M_GLOBAL_APP_NAMESPACE_LABELS", value_parser = labels)]
+    pub global_app_namespace_labels: Option<std::collections::BTreeMap<String, String>>,
+
+    /// Label and annotation keys an M2MApp's `secretTemplate` may set (comma-separated patterns;
+    /// `*` matches any run of characters without `/`: `*` is every unprefixed key, `*/*` every
+    /// key). Keys under `m2m.dev/`, `kubernetes.io/` and `k8s.io/` are never allowed. An app
+    /// asking for another key is `Ready=False, SecretTemplateNotAllowed` and its Secret is not
+    /// written.
+    #[arg(
+        long,
+        env = "M2M_SECRET_TEMPLATE_ALLOWED_KEYS",
+        value_delimiter = ',',
+        default_value = "*,app.kubernetes.io/*,reloader.stakater.com/*,secret.reloader.stakater.com/*"
+    )]
+    pub secret_template_allowed_keys: Vec<String>,
+
     /// After SIGTERM: how long the replica reports not ready but keeps serving tokens, so load
     /// balancers stop sending before it stops accepting. In-flight requests are then finished.
     #[arg(long, env = "M2M_SHUTDOWN_DELAY", default_value = "5s", value_parser = duration)]
@@ -205,6 +229,31 @@ impl RunConfig {
             .unwrap_or_else(|| format!("{}/oauth2/token", self.issuer.trim_end_matches('/')))
     }
 
+    /// Where global apps may live.
+    pub fn global_apps(&self) -> crate::tenancy::GlobalApps {
+        crate::tenancy::GlobalApps {
+            namespaces: match &self.global_app_namespaces {
+                Some(list) => list
+                    .iter()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                None => vec![self.namespace.clone()],
+            },
+            labels: self.global_app_namespace_labels.clone().unwrap_or_default(),
+            anywhere: false,
+        }
+    }
+
+    /// The keys a `secretTemplate` may set.
+    pub fn template_keys(&self) -> crate::credentials::template::TemplateKeys {
+        crate::credentials::template::TemplateKeys::new(
+            self.secret_template_allowed_keys
+                .iter()
+                .map(|p| p.trim().to_owned()),
+        )
+    }
+
     /// The identity of this replica.
     pub fn identity(&self) -> String {
         self.identity.clone().unwrap_or_else(|| {
@@ -214,6 +263,10 @@ impl RunConfig {
             format!("{host}-{}", std::process::id())
         })
     }
+}
+
+fn labels(value: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    crate::tenancy::parse_labels(value)
 }
 
 fn duration(value: &str) -> Result<Duration, String> {

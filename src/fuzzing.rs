@@ -101,7 +101,12 @@ pub fn crd_spec(data: &[u8]) {
             Ok(app) => app,
             Err(_) => return,
         };
-        if let Ok(grant) = tenancy::grant(&app, Some((&org, &OrgState::Active)), None) {
+        if let Ok(grant) = tenancy::grant(
+            &app,
+            Some((&org, &OrgState::Active)),
+            None,
+            &tenancy::GlobalApps::anywhere(),
+        ) {
             assert_eq!(grant.org_code.as_deref(), Some(org.effective_code()));
         }
     }
@@ -112,7 +117,7 @@ pub fn crd_spec(data: &[u8]) {
             let _ = duration::parse(&rotation.grace_period);
             rotation.every.as_deref().map(duration::parse);
         }
-        if let Ok(grant) = tenancy::grant(&app, None, None) {
+        if let Ok(grant) = tenancy::grant(&app, None, None, &tenancy::GlobalApps::anywhere()) {
             assert!(grant.org_code.is_none() || app.spec.organization_ref.is_some());
         }
         let _ = tenancy::block(&app, None);

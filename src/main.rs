@@ -150,6 +150,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             max_failures_per_client: config.max_failures_per_client,
             max_failures_per_source: config.max_failures_per_source,
             failure_window: config.failure_window,
+            global_apps: config.global_apps(),
             trusted_proxies: token::source::TrustedProxies {
                 networks: config.trusted_proxies.clone(),
                 header: config.forwarded_header,
@@ -228,6 +229,8 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             },
             resync: config.resync,
             instance: identity.clone(),
+            global_apps: config.global_apps(),
+            template_keys: config.template_keys(),
         },
         metrics,
     ));

@@ -103,7 +103,7 @@ proptest! {
         let organization = org(ceiling.as_deref());
         let app = app(bound.then_some("org"), &app_scopes);
         let org_arg = bound.then_some((&organization, &OrgState::Active));
-        let grant = match tenancy::grant(&app, org_arg, None) {
+        let grant = match tenancy::grant(&app, org_arg, None, &tenancy::GlobalApps::anywhere()) {
             Ok(grant) => grant,
             Err(_) => {
                 // Refused only when the app asks for more than the org allows.
@@ -175,6 +175,7 @@ proptest! {
             secret_vouched: true,
             write_failure: None,
             secret_writes_deferred: false,
+            template_refused: Vec::new(),
         };
         let plan = plan::plan(&observed);
         prop_assert!(!plan.revokes_previous);
@@ -203,7 +204,12 @@ proptest! {
         let organization = org(None);
         let mut app = app(bound.then_some("org"), &app_scopes);
         app.spec.disabled = disabled;
-        let grant = tenancy::grant(&app, bound.then_some((&organization, &OrgState::Active)), None);
+        let grant = tenancy::grant(
+            &app,
+            bound.then_some((&organization, &OrgState::Active)),
+            None,
+            &tenancy::GlobalApps::anywhere(),
+        );
         let block = tenancy::block(&app, bound.then_some(&organization));
         let rec = record(secs, None);
         let inputs = |app: &M2MApp, now: Timestamp| {
@@ -216,6 +222,7 @@ proptest! {
                 now,
                 verified_secret: None,
                 write_failure: None,
+                template_refused: &[],
             })
         };
         let first = inputs(&app, t(secs));

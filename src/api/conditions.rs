@@ -24,6 +24,9 @@ pub mod app_reasons {
     /// The API server refused to write the app's Secret (the message says what it said); the
     /// operator retries with a growing delay.
     pub const SECRET_WRITE_FAILED: &str = "SecretWriteFailed";
+    /// `spec.secretTemplate` sets a label or annotation key the operator does not allow on
+    /// Secrets (`--secret-template-allowed-keys`); the Secret is not written.
+    pub const SECRET_TEMPLATE_NOT_ALLOWED: &str = "SecretTemplateNotAllowed";
 }
 
 /// Reasons of an Organization's `Ready` condition.

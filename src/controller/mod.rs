@@ -55,6 +55,10 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// Identity in Events (the pod name).
     pub instance: String,
+    /// Where global apps may live (the token endpoint applies the same policy).
+    pub global_apps: crate::tenancy::GlobalApps,
+    /// The keys a `secretTemplate` may set.
+    pub template_keys: crate::credentials::template::TemplateKeys,
 }
 
 /// What every reconcile shares.

@@ -6,3 +6,4 @@ pub mod generate;
 pub mod hash;
 pub mod record;
 pub mod secret;
+pub mod template;

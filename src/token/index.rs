@@ -125,7 +125,7 @@ pub fn lookup(
 }
 
 /// Whether the client may have tokens now.
-pub fn standing(cache: &Cache, client: &Client) -> Standing {
+pub fn standing(cache: &Cache, client: &Client, global: &tenancy::GlobalApps) -> Standing {
     // Only the Organizations sharing its code can make it a duplicate: a map lookup, not a scan
     // of every Organization.
     let state = client.org.as_deref().map(|o| {
@@ -141,6 +141,7 @@ pub fn standing(cache: &Cache, client: &Client) -> Standing {
         &client.app,
         client.org.as_deref().zip(state.as_ref()),
         labels,
+        global,
     ) {
         Err(refusal) => Standing::Refused(refusal),
         Ok(grant) => match tenancy::block(&client.app, client.org.as_deref()) {

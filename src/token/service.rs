@@ -49,6 +49,8 @@ pub struct TokenConfig {
     pub failure_window: std::time::Duration,
     /// Proxies whose forwarding header names the source address.
     pub trusted_proxies: TrustedProxies,
+    /// Where global apps may live (the controller applies the same policy).
+    pub global_apps: crate::tenancy::GlobalApps,
 }
 
 /// Shared state of the handlers.
@@ -209,7 +211,7 @@ fn form_content_type(headers: &HeaderMap) -> Result<(), OAuthError> {
 
 /// The grant of an authenticated client, or `unauthorized_client`.
 fn authorize(svc: &TokenService, client: &Client) -> Result<Grant, OAuthError> {
-    match index::standing(&svc.cache, client) {
+    match index::standing(&svc.cache, client, &svc.config.global_apps) {
         Standing::Allowed(grant) => Ok(grant),
         Standing::Blocked(block) => Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -366,7 +368,7 @@ async fn introspect_inner(
     ) else {
         return Ok(inactive);
     };
-    if !matches!(index::standing(&svc.cache, &subject), Standing::Allowed(_)) {
+    if !matches!(index::standing(&svc.cache, &subject, &svc.config.global_apps), Standing::Allowed(_)) {
         return Ok(inactive);
     }
     let mut out = serde_json::to_value(&claims).unwrap_or_default();

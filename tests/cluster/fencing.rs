@@ -27,6 +27,7 @@ fn options(role: &str, lease: &str) -> Options {
         identity: format!("{role}-{}", common::suffix()),
         lease_duration: LEASE_DURATION,
         extra_env: Vec::new(),
+        ..Options::default()
     }
 }
 

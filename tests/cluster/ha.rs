@@ -48,6 +48,7 @@ async fn three_replicas_one_leader_all_serve_tokens_and_a_standby_takes_over() {
         identity: format!("{id}-{}", common::suffix()),
         lease_duration: "6s",
         extra_env: Vec::new(),
+        ..Options::default()
     };
     let mut ops = vec![
         Operator::start_with(&client, options("first")).await,

@@ -27,6 +27,10 @@ pub struct Options {
     pub lease_name: String,
     pub identity: String,
     pub lease_duration: &'static str,
+    /// Allow global apps in the test namespaces (labelled `m2m.dev/test=true`), so tests of
+    /// other things can use them; the operator's own default (its namespace only) is tested
+    /// with this off.
+    pub global_apps_in_test_namespaces: bool,
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -37,6 +41,7 @@ impl Default for Options {
             lease_name: format!("m2m-test-{sfx}"),
             identity: format!("test-{sfx}"),
             lease_duration: "15s",
+            global_apps_in_test_namespaces: true,
             extra_env: Vec::new(),
         }
     }
@@ -109,6 +114,9 @@ impl Operator {
             )
             .stdout(Stdio::from(file.try_clone().expect("log file")))
             .stderr(Stdio::from(file));
+        if options.global_apps_in_test_namespaces {
+            cmd.env("M2M_GLOBAL_APP_NAMESPACE_LABELS", "m2m.dev/test=true");
+        }
         for (k, v) in &options.extra_env {
             cmd.env(k, v);
         }

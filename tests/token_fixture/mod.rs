@@ -148,6 +148,7 @@ pub fn service_with(
         max_failures_per_source: 1000,
         failure_window: Duration::from_secs(60),
         trusted_proxies: Default::default(),
+        global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
     };
     edit(&mut config);
     let service = Arc::new(TokenService::new(

@@ -263,6 +263,7 @@ async fn raw_writes(
                     now,
                     verified_secret: None,
                     write_failure: None,
+                    template_refused: &[],
                 });
                 let patch =
                     json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp", "status": status});

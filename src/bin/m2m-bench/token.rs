@@ -45,6 +45,7 @@ pub fn config() -> TokenConfig {
         max_failures_per_source: 100,
         failure_window: Duration::from_secs(60),
         trusted_proxies: Default::default(),
+        global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
     }
 }
 

@@ -64,6 +64,16 @@ pub struct Observed<'a> {
     pub write_failure: Option<Failure>,
     /// Whether that failure still holds: no Secret is written, no secret hashed, until then.
     pub secret_writes_deferred: bool,
+    /// The keys of `spec.secretTemplate` the operator does not allow (then no Secret is
+    /// written at all).
+    pub template_refused: Vec<String>,
+}
+
+impl Observed<'_> {
+    /// Whether this reconcile may write the app's Secret (and so hash a new secret for it).
+    pub fn may_write_secret(&self) -> bool {
+        !self.secret_writes_deferred && self.template_refused.is_empty()
+    }
 }
 
 /// Reads everything the reconcile of `app` needs.
@@ -130,6 +140,10 @@ pub async fn observe<'a>(
         secret_vouched,
         write_failure,
         secret_writes_deferred,
+        template_refused: ctx
+            .config
+            .template_keys
+            .refused(app.spec.secret_template.as_ref()),
     })
 }
 
@@ -170,6 +184,7 @@ fn tenancy_of(
         app,
         org.as_deref().zip(org_state.as_ref()),
         namespace_labels.as_ref(),
+        &ctx.config.global_apps,
     );
     (grant, tenancy::block(app, org.as_deref()))
 }

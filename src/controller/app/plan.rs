@@ -288,7 +288,7 @@ fn hold(o: &Observed<'_>) -> Plan {
 }
 
 fn issue(o: &Observed<'_>, cause: IssueCause, old: Option<&ClientRecord>, grant: &Grant) -> Plan {
-    if o.secret_writes_deferred {
+    if !o.may_write_secret() {
         return hold(o);
     }
     let draft = match old {
@@ -398,7 +398,7 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
         o.app.rotation_every(),
         o.now,
     );
-    if o.secret_writes_deferred {
+    if !o.may_write_secret() {
         // The rotation waits for the Secret to be writable again; a revocation does not.
         decision.rotate = None;
     }
@@ -437,7 +437,7 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
 /// The Secret to write so its non-secret fields match, keeping its secret; `None` when it
 /// already matches (or has no secret to keep).
 fn sync(o: &Observed<'_>, client_id: &str, revision: i64, grant: &Grant) -> Option<Secret> {
-    if o.secret_writes_deferred {
+    if !o.may_write_secret() {
         return None;
     }
     let existing = o.secret.as_ref()?;

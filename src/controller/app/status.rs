@@ -30,6 +30,8 @@ pub struct StatusInputs<'a> {
     pub verified_secret: Option<String>,
     /// Why the app's Secret cannot be written now (a refusal of the API server).
     pub write_failure: Option<String>,
+    /// `secretTemplate` keys the operator does not allow.
+    pub template_refused: &'a [String],
 }
 
 impl<'a> StatusInputs<'a> {
@@ -43,6 +45,7 @@ impl<'a> StatusInputs<'a> {
             now: o.now,
             verified_secret: None,
             write_failure: None,
+            template_refused: &o.template_refused,
         }
     }
 }
@@ -58,6 +61,16 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     let secret_name = app.secret_name();
     let (ok, reason, message) = match (inputs.grant, inputs.conflict, inputs.record, inputs.block) {
         (Err(refusal), _, _, _) => (false, refusal.reason(), refusal.message()),
+        (Ok(_), _, _, _) if !inputs.template_refused.is_empty() => (
+            false,
+            app_reasons::SECRET_TEMPLATE_NOT_ALLOWED,
+            format!(
+                "spec.secretTemplate sets keys the operator does not allow on Secrets: {} \
+                 (see the operator's --secret-template-allowed-keys); Secret {secret_name:?} \
+                 is not written",
+                inputs.template_refused.join(", ")
+            ),
+        ),
         (Ok(_), false, _, _) if inputs.write_failure.is_some() => (
             false,
             app_reasons::SECRET_WRITE_FAILED,
@@ -93,7 +106,10 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     let message = match waiting {
         Some(value)
             if !ok
-                && (inputs.grant.is_err() || inputs.conflict || inputs.write_failure.is_some()) =>
+                && (inputs.grant.is_err()
+                    || inputs.conflict
+                    || inputs.write_failure.is_some()
+                    || !inputs.template_refused.is_empty()) =>
         {
             format!(
                 "{message}; the rotation asked for by m2m.dev/rotate={value:?} waits until this is resolved"
@@ -216,6 +232,7 @@ mod tests {
             now: t(50),
             verified_secret: None,
             write_failure: None,
+            template_refused: &[],
         };
 
         let ready = status(&inputs(&grant, Some(&rec), false, None));
@@ -285,6 +302,7 @@ mod tests {
             now,
             verified_secret: None,
             write_failure: None,
+            template_refused: &[],
         });
         let stored: M2MAppStatus =
             serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
@@ -310,6 +328,7 @@ mod tests {
                 now,
                 verified_secret: None,
                 write_failure: None,
+                template_refused: &[],
             })
         };
         assert!(

@@ -60,6 +60,8 @@ impl Harness {
                 },
                 resync: Duration::from_secs(3600),
                 instance: "test".into(),
+                global_apps: crate::tenancy::GlobalApps::anywhere(),
+                template_keys: Default::default(),
             },
             metrics,
         );

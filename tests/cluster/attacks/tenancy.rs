@@ -141,3 +141,99 @@ async fn another_apps_secret_or_a_secret_as_client_id_is_refused() {
         .push(("a secret as client_id".into(), body.to_string()));
     arena.finish().await;
 }
+
+/// Global apps (no Organization: tokens without org_code, any scope) only where the operator
+/// allows them: by default its own namespace. Elsewhere no Secret, and no token even for a
+/// global app issued before the policy was in force.
+#[tokio::test]
+async fn a_global_app_outside_the_allowed_namespaces_gets_no_secret_and_no_token() {
+    // First an operator that allows global apps in the test namespaces issues one ...
+    let mut arena = Arena::new("atk-global").await;
+    let a = arena.a.name.clone();
+    let spec = json!({"scopes": ["admin"], "audiences": ["https://api.example.com"]});
+    apply_app(&arena.client, &a, "old-global", spec.clone()).await;
+    let old = arena.issued(&a, "old-global").await;
+    assert_eq!(arena.token(&old, &[]).await.0, 200);
+
+    // ... then the operator runs with its default policy (global apps in its namespace only).
+    arena.op.terminate();
+    let options = crate::operator::Options {
+        global_apps_in_test_namespaces: false,
+        ..Default::default()
+    };
+    arena.op = crate::operator::Operator::start_with(&arena.client, options).await;
+    apply_app(&arena.client, &a, "new-global", spec.clone()).await;
+    let refused = wait_app_reason(&arena.client, &a, "new-global", "False", "NamespaceNotAllowed").await;
+    let message = &refused.status.unwrap().conditions[0].message;
+    assert!(message.contains("global app"), "{message}");
+    assert!(
+        get_secret(&arena.client, &a, "new-global-credentials")
+            .await
+            .is_none(),
+        "no Secret for a global app outside the allowed namespaces"
+    );
+    arena.apps.push((a.clone(), "new-global".into()));
+    wait_app_reason(&arena.client, &a, "old-global", "False", "NamespaceNotAllowed").await;
+    let (status, body) = arena.token(&old, &[]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "the endpoint refuses it: {body}"
+    );
+
+    // In the operator's own namespace a global app works.
+    let own = crate::operator::OPERATOR_NAMESPACE;
+    let name = format!("platform-job-{}", crate::common::suffix());
+    apply_app(&arena.client, own, &name, spec).await;
+    let job = arena.issued(own, &name).await;
+    let (status, body) = arena.token(&job, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = http::verify(&arena.op.url(), ISSUER, body["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(claims.get("org_code").is_none());
+    arena
+        .apps_in(own)
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    arena.apps.retain(|(_, app)| *app != name);
+    arena.finish().await;
+}
+
+/// A template key that makes another tool copy the Secret away (a replicator's annotation) is
+/// refused: no Secret for a new app, and an issued app's Secret does not get it.
+#[tokio::test]
+async fn secret_template_keys_that_copy_the_secret_away_are_refused() {
+    let mut arena = Arena::new("atk-template").await;
+    let (a, acme) = (arena.a.name.clone(), arena.acme.clone());
+    let replicate = |mut spec: serde_json::Value| {
+        spec["secretTemplate"] =
+            json!({"annotations": {"replicator.v1.mittwald.de/replicate-to": "*"}});
+        spec
+    };
+    apply_app(&arena.client, &a, "copied", replicate(app_spec(&acme, json!(["read"])))).await;
+    let app = wait_app_reason(&arena.client, &a, "copied", "False", "SecretTemplateNotAllowed").await;
+    let message = &app.status.unwrap().conditions[0].message;
+    assert!(message.contains("replicator.v1.mittwald.de/replicate-to"), "{message}");
+    assert!(
+        get_secret(&arena.client, &a, "copied-credentials")
+            .await
+            .is_none()
+    );
+    arena.apps.push((a.clone(), "copied".into()));
+
+    // The issued app `agent` asks for the annotation later: its Secret stays as it was and its
+    // secret keeps working.
+    apply_app(&arena.client, &a, "agent", replicate(app_spec(&acme, json!(["read"])))).await;
+    wait_app_reason(&arena.client, &a, "agent", "False", "SecretTemplateNotAllowed").await;
+    let secret = get_secret(&arena.client, &a, "agent-credentials").await.unwrap();
+    let annotations = secret.metadata.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key("replicator.v1.mittwald.de/replicate-to"),
+        "{annotations:?}"
+    );
+    let agent = arena.agent.clone();
+    assert_eq!(arena.token(&agent, &[]).await.0, 200);
+    arena.finish().await;
+}

@@ -113,6 +113,7 @@ impl World {
             secret_vouched: self.vouched,
             write_failure: None,
             secret_writes_deferred: self.deferred,
+            template_refused: Vec::new(),
         }
     }
 
