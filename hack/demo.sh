@@ -71,7 +71,9 @@ kubectl wait --for=condition=Established --timeout=60s crd/organizations.m2m.dev
 say "starting the operator (logs: $STATE/operator.log)"
 stop_operator >/dev/null
 kubectl create namespace m2m-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Global apps (the examples' platform automation) only in the platform namespace.
 M2M_ADMIN_ADDR=$ADMIN_ADDR M2M_TOKEN_ADDR=$TOKEN_ADDR M2M_ISSUER=$ISSUER M2M_NAMESPACE=m2m-system \
+  M2M_GLOBAL_APP_NAMESPACES=m2m-system,platform \
   M2M_LOG_FORMAT=text setsid "$BIN" run >"$STATE/operator.log" 2>&1 </dev/null &
 echo $! >"$OPERATOR_PID"
 for _ in $(seq 1 60); do

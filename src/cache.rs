@@ -234,9 +234,11 @@ impl OrgCodes {
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Every Organization in `store` whose effective code is `code`, as of a snapshot taken
-    /// after the last [`Self::changed`].
+    /// Every Organization in `store` whose effective code is `code` (ignoring ASCII case: codes
+    /// are unique case-insensitively), as of a snapshot taken after the last [`Self::changed`].
     pub fn sharing(&self, code: &str, store: &Store<Organization>) -> SameCode {
+        let code = code.to_ascii_lowercase();
+        let code = code.as_str();
         // Read the count before the store: a change landing in between makes the next call
         // rebuild again, never keeps a snapshot older than its label.
         let seen = self.changes.load(Ordering::Acquire);
@@ -252,7 +254,7 @@ impl OrgCodes {
         let mut grouped: HashMap<String, Vec<Arc<Organization>>> = HashMap::new();
         for org in store.state() {
             grouped
-                .entry(org.effective_code().to_owned())
+                .entry(org.effective_code().to_ascii_lowercase())
                 .or_default()
                 .push(org);
         }

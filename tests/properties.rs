@@ -168,6 +168,7 @@ proptest! {
             },
             grant: Ok(tenancy::Grant { org_code: None, scopes: Vec::new() }),
             block: None,
+            org_uid: None,
             record: Some(rec.clone()),
             record_secret: None,
             secret: None,

@@ -79,6 +79,12 @@ pub struct ClientRecord {
     pub handled_rotate_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_revoke_request: Option<String>,
+    /// The UID of the Organization the secrets were issued for (`None`: a global app, or a
+    /// record written before this field existed, which the controller fills in). An
+    /// Organization of the same name created again has another UID: the secrets issued for the
+    /// old one get no tokens from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_uid: Option<String>,
 }
 
 /// A Secret that is not a readable client record.
@@ -187,6 +193,7 @@ mod tests {
             last_rotation_time: Timestamp::UNIX_EPOCH,
             handled_rotate_request: None,
             handled_revoke_request: None,
+            organization_uid: None,
         }
     }
 

@@ -124,7 +124,10 @@ mod tests {
         }
         let everything = TemplateKeys::new(["*".to_owned(), "*/*".to_owned()]);
         assert!(everything.allows("replicator.v1.mittwald.de/replicate-to"));
-        assert!(!everything.allows("k8s.io/anything"), "reserved, whatever the patterns");
+        assert!(
+            !everything.allows("k8s.io/anything"),
+            "reserved, whatever the patterns"
+        );
         let template = SecretTemplate {
             labels: BTreeMap::from([("team".into(), "a".into())]),
             annotations: BTreeMap::from([

@@ -49,7 +49,11 @@ impl GlobalApps {
             parts.push(format!("namespaces {}", self.namespaces.join(", ")));
         }
         if !self.labels.is_empty() {
-            let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             parts.push(format!("namespaces labelled {}", labels.join(",")));
         }
         if parts.is_empty() {
@@ -97,7 +101,11 @@ mod tests {
         assert!(!labelled.allows("anything", Some(&one)), "every label");
         assert!(!labelled.allows("anything", None));
         assert!(GlobalApps::default().describe().contains("no namespace"));
-        assert!(labelled.describe().contains("team=platform,tier=automation"));
+        assert!(
+            labelled
+                .describe()
+                .contains("team=platform,tier=automation")
+        );
         assert!(GlobalApps::anywhere().allows("x", None));
         assert!(parse_labels("novalue").is_err());
         assert_eq!(parse_labels("").unwrap(), BTreeMap::new());

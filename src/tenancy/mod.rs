@@ -25,12 +25,31 @@ pub struct Grant {
 /// Why an app cannot have credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    OrganizationNotFound { org: String },
-    OrganizationNotReady { org: String, why: String },
-    NamespaceNotAllowed { org: String, namespace: String },
-    ScopesNotAllowed { org: String, scopes: Vec<String> },
+    OrganizationNotFound {
+        org: String,
+    },
+    OrganizationNotReady {
+        org: String,
+        why: String,
+    },
+    NamespaceNotAllowed {
+        org: String,
+        namespace: String,
+    },
+    ScopesNotAllowed {
+        org: String,
+        scopes: Vec<String>,
+    },
     /// A global app outside the namespaces the operator allows global apps in.
-    GlobalAppNotAllowed { namespace: String, allowed: String },
+    GlobalAppNotAllowed {
+        namespace: String,
+        allowed: String,
+    },
+    /// The app's credentials were issued for an Organization of this name that was deleted;
+    /// the one there now is another (the controller issues new credentials).
+    OrganizationReplaced {
+        org: String,
+    },
 }
 
 impl Refusal {
@@ -42,6 +61,7 @@ impl Refusal {
             Refusal::NamespaceNotAllowed { .. } => app_reasons::NAMESPACE_NOT_ALLOWED,
             Refusal::ScopesNotAllowed { .. } => app_reasons::SCOPES_NOT_ALLOWED,
             Refusal::GlobalAppNotAllowed { .. } => app_reasons::NAMESPACE_NOT_ALLOWED,
+            Refusal::OrganizationReplaced { .. } => app_reasons::ORGANIZATION_NOT_READY,
         }
     }
 
@@ -61,6 +81,10 @@ impl Refusal {
             Refusal::ScopesNotAllowed { org, scopes } => format!(
                 "scopes {} are outside the allowedScopes of Organization {org:?}",
                 scopes.join(", ")
+            ),
+            Refusal::OrganizationReplaced { org } => format!(
+                "Organization {org:?} was deleted and created again: the credentials issued for \
+                 the old one are not valid for it (new ones are being issued)"
             ),
             Refusal::GlobalAppNotAllowed { namespace, allowed } => format!(
                 "a global app (no spec.organizationRef) is not allowed in namespace {namespace:?}: \
@@ -138,7 +162,8 @@ pub fn code_holder<'a>(
     all.into_iter()
         .filter(|other| other.metadata.name != org.metadata.name)
         .filter(|other| other.metadata.deletion_timestamp.is_none())
-        .filter(|other| other.effective_code() == code)
+        // Case-insensitively: APIs that compare codes ignoring case must not merge two tenants.
+        .filter(|other| other.effective_code().eq_ignore_ascii_case(code))
         .filter(|other| age_key(other) < age_key(org))
         .min_by(|a, b| age_key(a).cmp(&age_key(b)))
 }

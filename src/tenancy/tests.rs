@@ -36,7 +36,13 @@ fn spec_ns(ns: &[&str]) -> OrganizationSpec {
 
 #[test]
 fn global_apps_get_their_scopes_and_no_org_code() {
-    let g = grant(&app("any", None, &["b", "a", "a"]), None, None, &GlobalApps::anywhere()).unwrap();
+    let g = grant(
+        &app("any", None, &["b", "a", "a"]),
+        None,
+        None,
+        &GlobalApps::anywhere(),
+    )
+    .unwrap();
     assert_eq!(
         g,
         Grant {
@@ -56,7 +62,7 @@ fn org_apps_get_the_org_code_when_everything_allows() {
         &app("tenant-a", Some("acme"), &["read"]),
         Some((&o, &OrgState::Active)),
         None,
-        &GlobalApps::anywhere()
+        &GlobalApps::anywhere(),
     );
     assert_eq!(g.unwrap().org_code.as_deref(), Some("org_123"));
 }
@@ -65,19 +71,30 @@ fn org_apps_get_the_org_code_when_everything_allows() {
 fn refusals_in_order() {
     let o = org("acme", 1, spec_ns(&["tenant-a"]));
     let active = OrgState::Active;
-    let missing = grant(&app("tenant-a", Some("acme"), &[]), None, None, &GlobalApps::anywhere()).unwrap_err();
+    let missing = grant(
+        &app("tenant-a", Some("acme"), &[]),
+        None,
+        None,
+        &GlobalApps::anywhere(),
+    )
+    .unwrap_err();
     assert_eq!(missing.reason(), "OrganizationNotFound");
     let dup = OrgState::DuplicateCode {
         holder: "older".into(),
     };
-    let not_ready =
-        grant(&app("tenant-a", Some("acme"), &[]), Some((&o, &dup)), None, &GlobalApps::anywhere()).unwrap_err();
+    let not_ready = grant(
+        &app("tenant-a", Some("acme"), &[]),
+        Some((&o, &dup)),
+        None,
+        &GlobalApps::anywhere(),
+    )
+    .unwrap_err();
     assert_eq!(not_ready.reason(), "OrganizationNotReady");
     let wrong_ns = grant(
         &app("tenant-b", Some("acme"), &[]),
         Some((&o, &active)),
         None,
-        &GlobalApps::anywhere()
+        &GlobalApps::anywhere(),
     )
     .unwrap_err();
     assert_eq!(wrong_ns.reason(), "NamespaceNotAllowed");
@@ -88,7 +105,7 @@ fn refusals_in_order() {
         &app("tenant-a", Some("acme"), &["read", "admin"]),
         Some((&o, &active)),
         None,
-        &GlobalApps::anywhere()
+        &GlobalApps::anywhere(),
     )
     .unwrap_err();
     assert_eq!(
@@ -189,8 +206,16 @@ fn global_apps_only_where_the_operator_allows_them() {
     let only = GlobalApps::only("m2m-system");
     let refused = grant(&app("tenant-a", None, &["admin"]), None, None, &only).unwrap_err();
     assert_eq!(refused.reason(), "NamespaceNotAllowed");
-    assert!(refused.message().contains("tenant-a"), "{}", refused.message());
-    assert!(refused.message().contains("m2m-system"), "{}", refused.message());
+    assert!(
+        refused.message().contains("tenant-a"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().contains("m2m-system"),
+        "{}",
+        refused.message()
+    );
     assert!(grant(&app("m2m-system", None, &["admin"]), None, None, &only).is_ok());
     // Org-bound apps are not affected by the global-app policy.
     let o = org("acme", 1, spec_ns(&["tenant-a"]));
@@ -202,5 +227,33 @@ fn global_apps_only_where_the_operator_allows_them() {
             &only
         )
         .is_ok()
+    );
+}
+
+#[test]
+fn codes_differing_only_in_case_are_duplicates() {
+    let old = org(
+        "old",
+        1,
+        OrganizationSpec {
+            code: Some("acme".into()),
+            ..Default::default()
+        },
+    );
+    let shouting = org(
+        "new",
+        2,
+        OrganizationSpec {
+            code: Some("ACME".into()),
+            ..Default::default()
+        },
+    );
+    let all = [old.clone(), shouting.clone()];
+    assert_eq!(org_state(&old, &all), OrgState::Active);
+    assert_eq!(
+        org_state(&shouting, &all),
+        OrgState::DuplicateCode {
+            holder: "old".into()
+        }
     );
 }

@@ -144,11 +144,30 @@ pub fn standing(cache: &Cache, client: &Client, global: &tenancy::GlobalApps) ->
         global,
     ) {
         Err(refusal) => Standing::Refused(refusal),
+        // Secrets issued for an Organization that was deleted do not work for a new one of the
+        // same name (a record from before the UID was recorded has none: it is filled in).
+        Ok(_) if replaced(client) => Standing::Refused(tenancy::Refusal::OrganizationReplaced {
+            org: client
+                .app
+                .spec
+                .organization_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+        }),
         Ok(grant) => match tenancy::block(&client.app, client.org.as_deref()) {
             Some(block) => Standing::Blocked(block),
             None => Standing::Allowed(grant),
         },
     }
+}
+
+/// Whether the client's record was issued for another Organization than the one its app
+/// names now.
+fn replaced(client: &Client) -> bool {
+    let issued_for = client.record.organization_uid.as_deref();
+    issued_for.is_some()
+        && issued_for != client.org.as_ref().and_then(|o| o.metadata.uid.as_deref())
 }
 
 #[cfg(test)]

@@ -368,7 +368,10 @@ async fn introspect_inner(
     ) else {
         return Ok(inactive);
     };
-    if !matches!(index::standing(&svc.cache, &subject, &svc.config.global_apps), Standing::Allowed(_)) {
+    if !matches!(
+        index::standing(&svc.cache, &subject, &svc.config.global_apps),
+        Standing::Allowed(_)
+    ) {
         return Ok(inactive);
     }
     let mut out = serde_json::to_value(&claims).unwrap_or_default();

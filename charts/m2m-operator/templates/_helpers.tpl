@@ -76,3 +76,12 @@ wrong for production: clients outside the cluster and verifiers need the public 
 {{- define "m2m-operator.tlsDir" -}}
 /etc/m2m-operator/tls
 {{- end }}
+
+{{/* A map as key=value pairs joined by commas, in key order (M2M_GLOBAL_APP_NAMESPACE_LABELS). */}}
+{{- define "m2m-operator.labelPairs" -}}
+{{- $pairs := list }}
+{{- range $k, $v := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

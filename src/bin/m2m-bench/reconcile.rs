@@ -229,6 +229,7 @@ async fn raw_writes(
                     last_rotation_time: now,
                     handled_rotate_request: None,
                     handled_revoke_request: None,
+                    organization_uid: None,
                 };
                 let grant = Grant {
                     org_code: Some(code),

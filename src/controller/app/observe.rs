@@ -48,6 +48,8 @@ pub struct Observed<'a> {
     pub grant: Result<Grant, Refusal>,
     /// Whether an app with a grant is blocked from getting tokens now.
     pub block: Option<Block>,
+    /// The UID of the app's Organization, if it is bound to one that exists.
+    pub org_uid: Option<String>,
     /// The client record, if present and readable.
     pub record: Option<ClientRecord>,
     /// The Secret the record is stored in (also when it is unreadable).
@@ -83,7 +85,7 @@ pub async fn observe<'a>(
     keys: AppKeys,
     now: Timestamp,
 ) -> Result<Observed<'a>, Error> {
-    let (grant, block) = tenancy_of(ctx, app, &keys.namespace);
+    let (grant, block, org_uid) = tenancy_of(ctx, app, &keys.namespace);
     let records: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
     let record_secret_name = record_name(&keys.uid);
     let record_secret = records
@@ -133,6 +135,7 @@ pub async fn observe<'a>(
         endpoints: ctx.config.endpoints.clone(),
         grant,
         block,
+        org_uid,
         record,
         record_secret,
         secret,
@@ -162,7 +165,7 @@ fn tenancy_of(
     ctx: &Context,
     app: &M2MApp,
     namespace: &str,
-) -> (Result<Grant, Refusal>, Option<Block>) {
+) -> (Result<Grant, Refusal>, Option<Block>, Option<String>) {
     let org = app
         .spec
         .organization_ref
@@ -186,7 +189,8 @@ fn tenancy_of(
         namespace_labels.as_ref(),
         &ctx.config.global_apps,
     );
-    (grant, tenancy::block(app, org.as_deref()))
+    let org_uid = org.as_ref().and_then(|o| o.metadata.uid.clone());
+    (grant, tenancy::block(app, org.as_deref()), org_uid)
 }
 
 /// Decides which recorded hash (if any) the Secret's `client_secret` matches, verifying with

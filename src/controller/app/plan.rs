@@ -50,6 +50,9 @@ pub enum IssueCause {
     /// Its client record is gone and its Secret is not one the operator wrote: the secret in
     /// it may be anyone's choice, so it never becomes the app's credentials.
     SecretUnvouched,
+    /// Its Organization was deleted and one of the same name created (another UID, perhaps
+    /// another tenant): secrets issued for the old one must not work for the new one.
+    OrganizationReplaced,
 }
 
 impl IssueCause {
@@ -97,6 +100,16 @@ impl IssueCause {
                     ),
                 ),
             ),
+            IssueCause::OrganizationReplaced => (
+                "repaired",
+                Note::warning(
+                    "SecretRepaired",
+                    ACTION,
+                    "the Organization was deleted and created again (a new UID); the old \
+                     client secret does not work for it; issued a new client secret"
+                        .to_owned(),
+                ),
+            ),
         }
     }
 }
@@ -110,6 +123,7 @@ pub struct RecordDraft {
     pub last_rotation_time: Timestamp,
     pub handled_rotate_request: Option<String>,
     pub handled_revoke_request: Option<String>,
+    pub organization_uid: Option<String>,
 }
 
 impl RecordDraft {
@@ -125,6 +139,7 @@ impl RecordDraft {
             last_rotation_time: self.last_rotation_time,
             handled_rotate_request: self.handled_rotate_request,
             handled_revoke_request: self.handled_revoke_request,
+            organization_uid: self.organization_uid,
         }
     }
 }
@@ -308,6 +323,7 @@ fn issue(o: &Observed<'_>, cause: IssueCause, old: Option<&ClientRecord>, grant:
                 .revoke_request()
                 .map(str::to_owned)
                 .or(old.handled_revoke_request.clone()),
+            organization_uid: o.org_uid.clone(),
         },
         None => new_draft(o, 1),
     };
@@ -335,6 +351,7 @@ fn new_draft(o: &Observed<'_>, revision: i64) -> RecordDraft {
         last_rotation_time: o.now,
         handled_rotate_request: o.app.rotate_request().map(str::to_owned),
         handled_revoke_request: o.app.revoke_request().map(str::to_owned),
+        organization_uid: o.org_uid.clone(),
     }
 }
 
@@ -381,7 +398,12 @@ fn finish(o: &Observed<'_>, record: &ClientRecord, grant: &Grant) -> Plan {
 }
 
 fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
+    if existing.organization_uid.is_some() && existing.organization_uid != o.org_uid {
+        return issue(o, IssueCause::OrganizationReplaced, Some(existing), grant);
+    }
     let mut record = existing.clone();
+    // A record from before the field existed learns its Organization.
+    record.organization_uid.clone_from(&o.org_uid);
     // A pending hash whose secret never reached the Secret: nobody knows that secret.
     record.pending = None;
     if record

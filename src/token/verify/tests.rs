@@ -19,6 +19,7 @@ fn record(secret: &str) -> ClientRecord {
         last_rotation_time: Timestamp::UNIX_EPOCH,
         handled_rotate_request: None,
         handled_revoke_request: None,
+        organization_uid: None,
     }
 }
 

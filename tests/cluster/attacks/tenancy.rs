@@ -163,7 +163,14 @@ async fn a_global_app_outside_the_allowed_namespaces_gets_no_secret_and_no_token
     };
     arena.op = crate::operator::Operator::start_with(&arena.client, options).await;
     apply_app(&arena.client, &a, "new-global", spec.clone()).await;
-    let refused = wait_app_reason(&arena.client, &a, "new-global", "False", "NamespaceNotAllowed").await;
+    let refused = wait_app_reason(
+        &arena.client,
+        &a,
+        "new-global",
+        "False",
+        "NamespaceNotAllowed",
+    )
+    .await;
     let message = &refused.status.unwrap().conditions[0].message;
     assert!(message.contains("global app"), "{message}");
     assert!(
@@ -173,7 +180,14 @@ async fn a_global_app_outside_the_allowed_namespaces_gets_no_secret_and_no_token
         "no Secret for a global app outside the allowed namespaces"
     );
     arena.apps.push((a.clone(), "new-global".into()));
-    wait_app_reason(&arena.client, &a, "old-global", "False", "NamespaceNotAllowed").await;
+    wait_app_reason(
+        &arena.client,
+        &a,
+        "old-global",
+        "False",
+        "NamespaceNotAllowed",
+    )
+    .await;
     let (status, body) = arena.token(&old, &[]).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -188,9 +202,13 @@ async fn a_global_app_outside_the_allowed_namespaces_gets_no_secret_and_no_token
     let job = arena.issued(own, &name).await;
     let (status, body) = arena.token(&job, &[]).await;
     assert_eq!(status, 200, "{body}");
-    let claims = http::verify(&arena.op.url(), ISSUER, body["access_token"].as_str().unwrap())
-        .await
-        .unwrap();
+    let claims = http::verify(
+        &arena.op.url(),
+        ISSUER,
+        body["access_token"].as_str().unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(claims.get("org_code").is_none());
     arena
         .apps_in(own)
@@ -212,10 +230,26 @@ async fn secret_template_keys_that_copy_the_secret_away_are_refused() {
             json!({"annotations": {"replicator.v1.mittwald.de/replicate-to": "*"}});
         spec
     };
-    apply_app(&arena.client, &a, "copied", replicate(app_spec(&acme, json!(["read"])))).await;
-    let app = wait_app_reason(&arena.client, &a, "copied", "False", "SecretTemplateNotAllowed").await;
+    apply_app(
+        &arena.client,
+        &a,
+        "copied",
+        replicate(app_spec(&acme, json!(["read"]))),
+    )
+    .await;
+    let app = wait_app_reason(
+        &arena.client,
+        &a,
+        "copied",
+        "False",
+        "SecretTemplateNotAllowed",
+    )
+    .await;
     let message = &app.status.unwrap().conditions[0].message;
-    assert!(message.contains("replicator.v1.mittwald.de/replicate-to"), "{message}");
+    assert!(
+        message.contains("replicator.v1.mittwald.de/replicate-to"),
+        "{message}"
+    );
     assert!(
         get_secret(&arena.client, &a, "copied-credentials")
             .await
@@ -225,9 +259,24 @@ async fn secret_template_keys_that_copy_the_secret_away_are_refused() {
 
     // The issued app `agent` asks for the annotation later: its Secret stays as it was and its
     // secret keeps working.
-    apply_app(&arena.client, &a, "agent", replicate(app_spec(&acme, json!(["read"])))).await;
-    wait_app_reason(&arena.client, &a, "agent", "False", "SecretTemplateNotAllowed").await;
-    let secret = get_secret(&arena.client, &a, "agent-credentials").await.unwrap();
+    apply_app(
+        &arena.client,
+        &a,
+        "agent",
+        replicate(app_spec(&acme, json!(["read"]))),
+    )
+    .await;
+    wait_app_reason(
+        &arena.client,
+        &a,
+        "agent",
+        "False",
+        "SecretTemplateNotAllowed",
+    )
+    .await;
+    let secret = get_secret(&arena.client, &a, "agent-credentials")
+        .await
+        .unwrap();
     let annotations = secret.metadata.annotations.unwrap_or_default();
     assert!(
         !annotations.contains_key("replicator.v1.mittwald.de/replicate-to"),

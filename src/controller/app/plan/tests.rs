@@ -77,6 +77,7 @@ pub(crate) struct World {
     pub state: SecretState,
     pub vouched: bool,
     pub deferred: bool,
+    pub org_uid: Option<String>,
     pub now: Timestamp,
 }
 
@@ -94,6 +95,7 @@ impl World {
             state: OURS_CURRENT,
             vouched: true,
             deferred: false,
+            org_uid: None,
             now: t(200),
         }
     }
@@ -106,6 +108,7 @@ impl World {
             endpoints: endpoints(),
             grant: self.grant.clone(),
             block: None,
+            org_uid: self.org_uid.clone(),
             record: self.record.clone(),
             record_secret: None,
             secret: self.secret.clone(),
@@ -522,4 +525,32 @@ fn while_a_secret_write_is_refused_nothing_is_hashed_or_written_but_revocations(
         Some("r0"),
         "the rotation waits"
     );
+}
+
+#[test]
+fn a_recreated_organization_gets_new_credentials_not_the_old_ones() {
+    let mut w = World::issued();
+    w.org_uid = Some("org-uid-2".into());
+    w.record.as_mut().unwrap().organization_uid = Some("org-uid-1".into());
+    let Step::Issue { cause, draft, .. } = w.plan().step else {
+        panic!("issue")
+    };
+    assert_eq!(cause, IssueCause::OrganizationReplaced);
+    assert_eq!(draft.organization_uid.as_deref(), Some("org-uid-2"));
+    // A record from before the UID was recorded learns it, and keeps its secret.
+    let mut w = World::issued();
+    w.org_uid = Some("org-uid-2".into());
+    let Step::Keep {
+        record: Some(record),
+        ..
+    } = w.plan().step
+    else {
+        panic!("keep")
+    };
+    assert_eq!(record.organization_uid.as_deref(), Some("org-uid-2"));
+    // The same Organization: nothing to do.
+    let mut w = World::issued();
+    w.org_uid = Some("org-uid-2".into());
+    w.record.as_mut().unwrap().organization_uid = Some("org-uid-2".into());
+    assert!(matches!(w.plan().step, Step::Keep { record: None, .. }));
 }
