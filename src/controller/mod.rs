@@ -127,12 +127,28 @@ const APP_DEBOUNCE: Duration = Duration::from_millis(200);
 const ORG_DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Runs every controller until `shutdown`.
+///
+/// If one of them ends before `shutdown` (it cannot, unless it panicked or a stream it depends on
+/// closed), the others are stopped and this returns (a panic is passed on), so the leader's
+/// supervisor sees the controllers gone, releases the Lease and reports the replica unhealthy.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    tokio::join!(
-        run_apps(ctx.clone(), shutdown.clone()),
-        run_organizations(ctx.clone(), shutdown.clone()),
-        record_gc::run(ctx, shutdown),
-    );
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(run_apps(ctx.clone(), shutdown.clone()));
+    controllers.spawn(run_organizations(ctx.clone(), shutdown.clone()));
+    controllers.spawn(record_gc::run(ctx, shutdown.clone()));
+    let first = controllers.join_next().await;
+    if shutdown.is_cancelled() {
+        // A graceful stop: let the others finish their reconciles too.
+        while controllers.join_next().await.is_some() {}
+        return;
+    }
+    controllers.abort_all();
+    if let Some(Err(e)) = first
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    tracing::error!("a controller stopped unexpectedly; stopping the others");
 }
 
 /// A trigger stream of the changes `pick` selects; a subscriber that fell behind asks for a

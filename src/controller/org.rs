@@ -61,7 +61,7 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
     );
     if org.status.as_ref() != Some(&desired) {
         let api: Api<Organization> = Api::all(ctx.client.clone());
-        patch_status(&api, &name, &desired).await?;
+        patch_status(&api, org, &desired).await?;
         let old_reason = org
             .status
             .as_ref()

@@ -6,7 +6,11 @@
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt, api::DeleteParams, runtime::reflector::ObjectRef};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Preconditions},
+    runtime::reflector::ObjectRef,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -35,12 +39,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                         && !app_exists(&ctx, &app.namespace().unwrap_or_default(), &app.name_any(), uid)
                     {
                         ctx.verified.forget(uid);
-                        delete(&ctx, &record_name(uid)).await;
+                        let cached = ctx.cache.records.get(
+                            &ObjectRef::new(&record_name(uid))
+                                .within(&ctx.config.operator_namespace),
+                        );
+                        if let Some(record) = cached {
+                            delete(&ctx, &record).await;
+                        }
                     }
                 }
                 Ok(Change::Record(record)) => {
                     if is_orphan(&ctx, &record) {
-                        delete(&ctx, &record.name_any()).await;
+                        delete(&ctx, &record).await;
                     }
                 }
                 Ok(_) => {}
@@ -79,22 +89,32 @@ fn is_orphan(ctx: &Context, record: &Secret) -> bool {
 
 async fn sweep(ctx: &Context) {
     ctx.forget_verified_of_gone_apps();
-    let orphans: Vec<String> = ctx
+    let orphans: Vec<_> = ctx
         .cache
         .records
         .state()
-        .iter()
+        .into_iter()
         .filter(|r| is_orphan(ctx, r))
-        .map(|r| r.name_any())
         .collect();
-    for name in orphans {
-        delete(ctx, &name).await;
+    for record in orphans {
+        delete(ctx, &record).await;
     }
 }
 
-async fn delete(ctx: &Context, name: &str) {
+/// Deletes a record, guarded by the UID and resourceVersion the collector saw: a record that
+/// was re-created or rewritten since (by a successor leader, or the app's own reconcile) is
+/// left alone, and the next sweep looks at it again.
+async fn delete(ctx: &Context, record: &Secret) {
+    let name = record.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
-    match api.delete(name, &DeleteParams::default()).await {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: record.metadata.uid.clone(),
+            resource_version: record.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
         Ok(_) => tracing::info!(
             record = name,
             "deleted the client record of a deleted M2MApp"
@@ -102,7 +122,7 @@ async fn delete(ctx: &Context, name: &str) {
         Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(source) => {
             let e = Error::DeleteRecord {
-                name: name.to_owned(),
+                name: name.clone(),
                 source,
             };
             tracing::warn!(error = %e, "deleting a client record failed; the next sweep retries");

@@ -217,7 +217,12 @@ pub async fn manage_keys(
             until_activation.map_or(Duration::from_secs(30), |d| d.min(Duration::from_secs(30)));
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = latest.changed() => {},
+            changed = latest.changed() => if changed.is_err() {
+                // The key watch is gone (the process is shutting down): so is this loop, so
+                // the leader's supervisor sees it end instead of it spinning.
+                tracing::warn!("the signing-key watch ended; the key manager stops");
+                return;
+            },
             () = tokio::time::sleep(wait + Duration::from_millis(50)) => {},
         }
     }

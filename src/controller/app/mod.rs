@@ -127,5 +127,5 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<M2MApp> = Api::namespaced(ctx.client.clone(), &o.keys.namespace);
-    patch_status(&api, &o.keys.name, desired).await
+    patch_status(&api, o.app, desired).await
 }
