@@ -78,13 +78,51 @@ async fn freeze_secrets(client: &kube::Client, name: &str, ns: &str) {
     .await;
 }
 
-async fn thaw(client: &kube::Client, name: &str) {
-    let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .delete(name, &DeleteParams::default())
-        .await;
-    let _ = Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .delete(name, &DeleteParams::default())
-        .await;
+const FREEZE_PREFIX: &str = "m2m-test-freeze-";
+
+/// Removes the freeze policies whose name starts with `prefix` (all of them for
+/// [`FREEZE_PREFIX`]: leftovers of an earlier run that failed before its cleanup would freeze
+/// namespaces of this one).
+async fn thaw(client: &kube::Client, prefix: &str) {
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+    let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+    let lp = kube::api::ListParams::default();
+    for b in bindings
+        .list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if let Some(name) = b.metadata.name.filter(|n| n.starts_with(prefix)) {
+            let _ = bindings.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+    for p in policies
+        .list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if let Some(name) = p.metadata.name.filter(|n| n.starts_with(prefix)) {
+            let _ = policies.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+}
+
+/// Lifts the freeze even when the test panics (with kubectl: a drop cannot await).
+struct ThawOnDrop(String);
+
+impl Drop for ThawOnDrop {
+    fn drop(&mut self) {
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = std::process::Command::new("kubectl")
+                .args(["delete", kind, &self.0, "--ignore-not-found"])
+                .output();
+        }
+    }
 }
 
 /// Several apps whose Secret the API server refuses (an admission policy, an immutable Secret
@@ -93,13 +131,14 @@ async fn thaw(client: &kube::Client, name: &str) {
 #[tokio::test]
 async fn secrets_the_api_server_refuses_cost_one_hash_per_backoff_step_and_others_go_on() {
     let client = common::client().await;
+    thaw(&client, FREEZE_PREFIX).await;
     let op = Operator::start(&client).await;
     let frozen = TestNamespace::new(&client, "m2m-frozen").await;
     let fine = TestNamespace::new(&client, "m2m-fine").await;
-    let policy = format!("m2m-test-freeze-{}", common::suffix());
+    let policy = format!("{FREEZE_PREFIX}{}", common::suffix());
+    let _thaw = ThawOnDrop(policy.clone());
     freeze_secrets(&client, &policy, &frozen.name).await;
     let spec = json!({"audiences": ["api"]});
-    // Global apps are allowed in the test namespaces by the operator's defaults in the tests.
     let org = org_name("robust");
     apply_org(
         &client,

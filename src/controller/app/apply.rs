@@ -156,6 +156,11 @@ impl<'a> Writes<'a> {
     }
 
     async fn hash(&self, secret: &ClientSecret) -> Result<PhcHash, Error> {
+        tracing::debug!(
+            namespace = %self.o.keys.namespace,
+            name = %self.o.keys.name,
+            "hashing a secret with argon2id"
+        );
         let secret = secret.clone();
         self.ctx
             .hashing
