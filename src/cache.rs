@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{
         M2MApp, Organization,
-        keys::{LABEL_MANAGED_BY, MANAGED_BY_VALUE},
+        names::{LABEL_MANAGED_BY, MANAGED_BY_VALUE},
     },
     credentials::record::{COMPONENT_CLIENT_RECORD, LABEL_COMPONENT},
 };
@@ -289,7 +289,7 @@ fn keep_identity_and_owners(secret: &mut PartialObjectMeta<Secret>) {
     let app = meta
         .labels
         .as_mut()
-        .and_then(|l| l.remove_entry(crate::api::keys::LABEL_APP));
+        .and_then(|l| l.remove_entry(crate::api::names::LABEL_APP));
     *meta = kube::core::ObjectMeta {
         name: meta.name.take(),
         namespace: meta.namespace.take(),

@@ -154,7 +154,7 @@ pub struct RunConfig {
         long,
         env = "M2M_TRUSTED_PROXIES",
         value_delimiter = ',',
-        value_parser = crate::token::source::parse_network
+        value_parser = crate::token::authn::source::parse_network
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
@@ -165,7 +165,7 @@ pub struct RunConfig {
         value_enum,
         default_value = "x-forwarded-for"
     )]
-    pub forwarded_header: crate::token::source::ForwardedHeader,
+    pub forwarded_header: crate::token::authn::source::ForwardedHeader,
 
     /// Token requests served at once; beyond, requests get 503 at once.
     #[arg(long, env = "M2M_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]

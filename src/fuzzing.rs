@@ -14,7 +14,7 @@ use crate::{
         validation::{is_audience, is_scope_token},
     },
     tenancy::{self, OrgState},
-    token::request::{self, parse_form},
+    token::http::request::{self, parse_form},
 };
 
 /// A fuzz target: arbitrary bytes in, a panic when an invariant breaks.

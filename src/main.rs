@@ -14,10 +14,8 @@ use m2m_operator::{
     metrics::Metrics,
     telemetry,
     token::{
-        self,
-        keys::KeyPolicy,
-        service::{TokenConfig, TokenService},
-        signing,
+        self, TokenConfig, TokenService, signing_keys::KeyPolicy,
+        signing_keys::manager as key_manager,
     },
 };
 use prometheus_client::registry::Registry;
@@ -151,7 +149,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             max_failures_per_source: config.max_failures_per_source,
             failure_window: config.failure_window,
             global_apps: config.global_apps(),
-            trusted_proxies: token::source::TrustedProxies {
+            trusted_proxies: token::authn::source::TrustedProxies {
                 networks: config.trusted_proxies.clone(),
                 header: config.forwarded_header,
             },
@@ -159,8 +157,8 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         &mut registry,
     ));
     tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
-    let key_metrics = signing::KeyMetrics::register(&mut registry);
-    let latest_keys = signing::watch_keys(
+    let key_metrics = key_manager::KeyMetrics::register(&mut registry);
+    let latest_keys = key_manager::watch_keys(
         client.clone(),
         &config.namespace,
         service.clone(),
@@ -203,12 +201,12 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         });
     let listener = token::ListenerConfig {
         tls,
-        limits: token::conn::ConnectionLimits {
+        limits: token::listener::conn::ConnectionLimits {
             header_read_timeout: config.header_read_timeout,
             idle_timeout: config.idle_timeout,
             max_connections: config.max_connections,
         },
-        metrics: service.metrics.connections.clone(),
+        metrics: service.connection_metrics(),
     };
     let token_server = tokio::spawn(token::serve(
         config.token_addr,
@@ -246,7 +244,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         identity.clone(),
     );
     let work = move |token: CancellationToken| -> leader::Work {
-        let keys = signing::manage_keys(
+        let keys = key_manager::manage_keys(
             key_client.clone(),
             key_namespace.clone(),
             key_policy.clone(),

@@ -27,9 +27,9 @@ use m2m_operator::{
     tenancy::{self, OrgState},
     token::{
         claims,
+        http::request::TokenRequest,
         jwt::{Algorithm, KeyError},
-        keys::{self, KeyPolicy, StoredKeySet},
-        request::TokenRequest,
+        signing_keys::{KeyPolicy, StoredKeySet, lifecycle as keys},
     },
 };
 use proptest::prelude::*;

@@ -16,9 +16,8 @@ use axum::{
 use m2m_operator::{
     credentials::generate::client_id,
     token::{
-        self,
-        service::TokenService,
-        source::{TrustedProxies, parse_network},
+        self, TokenService,
+        authn::source::{TrustedProxies, parse_network},
     },
 };
 use token_fixture::*;
@@ -56,7 +55,7 @@ async fn made_up_client_ids_from_one_address_do_not_lock_out_a_new_client() {
     );
 }
 
-fn behind_proxy(c: &mut token::service::TokenConfig) {
+fn behind_proxy(c: &mut token::TokenConfig) {
     c.max_failures_per_client = 1000;
     c.max_failures_per_source = 3;
     c.trusted_proxies = TrustedProxies {
@@ -153,7 +152,7 @@ async fn hang_ups(addr: std::net::SocketAddr, app: &App, n: usize, after: Durati
 
 /// Waits until the pool is empty again (the abandoned jobs finish on their own).
 async fn settle(service: &TokenService) {
-    let gauges = service.verifier.gauges();
+    let gauges = service.pool_gauges();
     for _ in 0..400 {
         if gauges.running.get() == 0 && gauges.admitted.get() == 0 {
             return;
@@ -179,7 +178,7 @@ async fn connections_closed_mid_verification_leave_the_pool_to_new_clients() {
     let served = listen(service.clone(), Default::default()).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = std::thread::spawn({
-        let (running, stop) = (service.verifier.gauges().running.clone(), stop.clone());
+        let (running, stop) = (service.pool_gauges().running.clone(), stop.clone());
         move || {
             let mut peak = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

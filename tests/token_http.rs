@@ -588,7 +588,7 @@ async fn a_request_that_takes_too_long_gets_an_oauth_error() {
     // The handler never finished, so the refusal is counted where it is made.
     let counted = f
         .service
-        .metrics
+        .metrics()
         .requests
         .get_or_create(&OutcomeLabels {
             endpoint: "token",

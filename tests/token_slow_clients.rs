@@ -13,7 +13,7 @@ use std::{
 
 use m2m_operator::{
     credentials::generate::client_id,
-    token::{self, conn::ConnectionLimits},
+    token::{self, listener::conn::ConnectionLimits},
 };
 use token_fixture::*;
 use tokio::{
@@ -65,7 +65,7 @@ fn limits(header: Duration, idle: Duration, max: usize) -> token::ListenerConfig
 async fn clients_sending_headers_a_byte_at_a_time_are_cut_off_while_others_get_tokens() {
     let service = service(world().finish());
     let mut config = limits(Duration::from_secs(1), Duration::from_secs(30), 64);
-    config.metrics = service.metrics.connections.clone();
+    config.metrics = service.metrics().connections.clone();
     let served = listen(service.clone(), config).await;
     // More slow clients than the listener keeps connections.
     let slow: Vec<_> = (0..100)
@@ -85,14 +85,14 @@ async fn clients_sending_headers_a_byte_at_a_time_are_cut_off_while_others_get_t
     }
     let closed = |reason| {
         service
-            .metrics
+            .metrics()
             .connections
             .closed
             .get_or_create(&token::metrics::ClosedLabels { reason })
             .get()
     };
     assert!(closed("header_timeout") > 0, "some reached the timeout");
-    assert_eq!(service.metrics.connections.open.get(), 0);
+    assert_eq!(service.metrics().connections.open.get(), 0);
     served.shutdown.cancel();
     served.server.await.unwrap().unwrap();
 }
@@ -102,7 +102,7 @@ async fn thousands_of_idle_connections_neither_pile_up_nor_keep_others_out() {
     let service = service(world().finish());
     // Timeouts far away: only the cap can help here.
     let mut config = limits(Duration::from_secs(60), Duration::from_secs(60), 200);
-    config.metrics = service.metrics.connections.clone();
+    config.metrics = service.metrics().connections.clone();
     let served = listen(service.clone(), config).await;
     let mut idle = Vec::new();
     for _ in 0..2000 {
@@ -114,9 +114,9 @@ async fn thousands_of_idle_connections_neither_pile_up_nor_keep_others_out() {
         assert_eq!(status, 200, "a client after 2000 idle connections: {body}");
     }
     assert!(
-        service.metrics.connections.open.get() <= 200,
+        service.metrics().connections.open.get() <= 200,
         "{} connections open with a cap of 200",
-        service.metrics.connections.open.get()
+        service.metrics().connections.open.get()
     );
     // The listener closed all but the newest ones.
     let mut closed = 0;
@@ -141,7 +141,7 @@ async fn thousands_of_idle_connections_neither_pile_up_nor_keep_others_out() {
 async fn a_keep_alive_connection_is_closed_after_the_idle_timeout_not_the_header_timeout() {
     let service = service(world().finish());
     let mut config = limits(Duration::from_millis(300), Duration::from_secs(2), 64);
-    config.metrics = service.metrics.connections.clone();
+    config.metrics = service.metrics().connections.clone();
     let served = listen(service.clone(), config).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     let request = keep_alive_request(&ACME);
@@ -160,7 +160,7 @@ async fn a_keep_alive_connection_is_closed_after_the_idle_timeout_not_the_header
     let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await;
     assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
     let idle_closed = service
-        .metrics
+        .metrics()
         .connections
         .closed
         .get_or_create(&token::metrics::ClosedLabels {

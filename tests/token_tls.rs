@@ -6,10 +6,7 @@ use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
 use m2m_operator::{
     testing::World,
-    token::{
-        self,
-        service::{TokenConfig, TokenService},
-    },
+    token::{self, TokenConfig, TokenService},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -191,7 +188,7 @@ async fn a_client_stalling_its_tls_handshake_is_cut_off_at_the_header_read_timeo
                 key: dir.join("tls.key"),
                 reload_every: Duration::from_secs(60),
             }),
-            limits: token::conn::ConnectionLimits {
+            limits: token::listener::conn::ConnectionLimits {
                 header_read_timeout: Duration::from_secs(1),
                 ..Default::default()
             },

@@ -95,11 +95,11 @@ pub struct M2MAppSpec {
 }
 
 fn default_token_lifetime() -> String {
-    super::keys::DEFAULT_TOKEN_LIFETIME.to_owned()
+    super::names::DEFAULT_TOKEN_LIFETIME.to_owned()
 }
 
 fn default_grace_period() -> String {
-    super::keys::DEFAULT_GRACE_PERIOD.to_owned()
+    super::names::DEFAULT_GRACE_PERIOD.to_owned()
 }
 
 /// Reference to a cluster-scoped Organization.
@@ -235,7 +235,7 @@ impl M2MApp {
             .spec
             .rotation
             .as_ref()
-            .map_or(super::keys::DEFAULT_GRACE_PERIOD, |r| {
+            .map_or(super::names::DEFAULT_GRACE_PERIOD, |r| {
                 r.grace_period.as_str()
             });
         super::duration::parse(text).unwrap_or(std::time::Duration::from_secs(3600))
@@ -251,12 +251,12 @@ impl M2MApp {
 
     /// The value of the `m2m.dev/rotate` annotation, if set.
     pub fn rotate_request(&self) -> Option<&str> {
-        self.annotation(super::keys::ANNOTATION_ROTATE)
+        self.annotation(super::names::ANNOTATION_ROTATE)
     }
 
     /// The value of the `m2m.dev/revoke-previous` annotation, if set.
     pub fn revoke_request(&self) -> Option<&str> {
-        self.annotation(super::keys::ANNOTATION_REVOKE_PREVIOUS)
+        self.annotation(super::names::ANNOTATION_REVOKE_PREVIOUS)
     }
 
     fn annotation(&self, key: &str) -> Option<&str> {
@@ -274,7 +274,7 @@ impl M2MApp {
             None => format!(
                 "{}{}",
                 self.metadata.name.as_deref().unwrap_or_default(),
-                super::keys::DEFAULT_SECRET_SUFFIX
+                super::names::DEFAULT_SECRET_SUFFIX
             ),
         }
     }

@@ -6,8 +6,8 @@
 
 pub mod conditions;
 pub mod duration;
-pub mod keys;
 mod m2mapp;
+pub mod names;
 mod organization;
 pub mod validation;
 

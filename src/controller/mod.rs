@@ -86,7 +86,7 @@ impl Context {
         metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
-            controller: crate::api::keys::FIELD_MANAGER.to_owned(),
+            controller: crate::api::names::FIELD_MANAGER.to_owned(),
             instance: Some(config.instance.clone()),
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -8,7 +8,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::Error;
-use crate::api::keys::FIELD_MANAGER;
+use crate::api::names::FIELD_MANAGER;
 
 /// Applies `status` to `obj` (through `api`). The operator owns every status field, so the
 /// apply is forced; it is guarded by the resourceVersion the status was computed from, so a

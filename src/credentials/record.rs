@@ -13,7 +13,7 @@ use kube::api::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::hash::PhcHash;
-use crate::api::keys::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+use crate::api::names::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
 
 /// Label marking client-record Secrets (the token endpoint and the controller select on it).
 pub const LABEL_COMPONENT: &str = "m2m.dev/component";

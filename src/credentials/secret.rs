@@ -13,7 +13,7 @@ use kube::Resource;
 use super::generate::ClientSecret;
 use crate::api::{
     M2MApp,
-    keys::{ANNOTATION_REVISION, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY_VALUE, secret_keys},
+    names::{ANNOTATION_REVISION, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY_VALUE, secret_keys},
 };
 
 /// Where the token endpoint is, as written into every Secret.

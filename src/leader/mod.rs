@@ -69,7 +69,7 @@ pub enum LeaderError {
 /// server's limit of 128 bytes.
 pub fn field_manager(identity: &str) -> String {
     const MAX: usize = 128;
-    let mut name = format!("{}-{identity}", crate::api::keys::FIELD_MANAGER);
+    let mut name = format!("{}-{identity}", crate::api::names::FIELD_MANAGER);
     if name.len() > MAX {
         let cut = (0..=MAX)
             .rev()

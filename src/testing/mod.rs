@@ -20,7 +20,7 @@ use crate::{
     },
     token::{
         jwt::{Algorithm, KeyError, generate_pkcs8},
-        keys::{KeyRing, StoredKey, StoredKeySet},
+        signing_keys::{KeyRing, StoredKey, StoredKeySet},
     },
 };
 

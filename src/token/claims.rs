@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::http::{
     error::{ErrorCode, OAuthError},
     request::TokenRequest,
 };

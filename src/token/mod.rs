@@ -4,20 +4,13 @@
 
 pub mod authn;
 pub mod claims;
-pub mod conn;
-pub mod error;
-pub mod index;
+pub mod clients;
+pub mod http;
 pub mod jwt;
-pub mod key_secret;
-pub mod keys;
+pub mod listener;
 pub mod metrics;
-pub mod request;
-pub mod server;
-pub mod service;
-pub mod signing;
-pub mod source;
-pub mod throttle;
-pub mod verify;
+pub mod signing_keys;
+mod state;
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,7 +22,11 @@ use tower::{
     ServiceBuilder, limit::ConcurrencyLimitLayer, load_shed::LoadShedLayer, timeout::TimeoutLayer,
 };
 
-use self::error::OAuthError;
+use self::http::error::OAuthError;
+pub use self::{
+    listener::{ListenerConfig, ServeError, TlsFiles, serve},
+    state::{TokenConfig, TokenService},
+};
 
 /// Largest accepted request body: token requests are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
@@ -45,9 +42,9 @@ pub struct Limits {
 /// parsing, read no further than the limit), a timeout, and a concurrency limit that sheds
 /// load with 503 instead of queueing without bound. A request the timeout or the shedding
 /// refuses never reaches its handler: it is counted and audited here.
-pub fn router(service: Arc<service::TokenService>, limits: &Limits) -> Router {
+pub fn router(service: Arc<TokenService>, limits: &Limits) -> Router {
     let metrics = service.metrics.clone();
-    service::routes(service)
+    http::routes(service)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
@@ -61,7 +58,7 @@ pub fn router(service: Arc<service::TokenService>, limits: &Limits) -> Router {
                             } else {
                                 OAuthError::overloaded()
                             };
-                            if let Some(endpoint) = service::endpoint(uri.path()) {
+                            if let Some(endpoint) = http::endpoint(uri.path()) {
                                 let outcome = refusal.code.as_str();
                                 metrics.count(endpoint, outcome);
                                 if endpoint == "token" {
@@ -83,5 +80,3 @@ pub fn router(service: Arc<service::TokenService>, limits: &Limits) -> Router {
                 .layer(TimeoutLayer::new(limits.timeout)),
         )
 }
-
-pub use self::server::{ListenerConfig, ServeError, TlsFiles, serve};

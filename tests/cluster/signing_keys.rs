@@ -11,7 +11,7 @@ use kube::{
     Api, Client,
     api::{Patch, PatchParams},
 };
-use m2m_operator::token::{keys::KEYS_SECRET, signing::REASON_UNREADABLE};
+use m2m_operator::token::{signing_keys::KEYS_SECRET, signing_keys::manager::REASON_UNREADABLE};
 use serde_json::{Value, json};
 
 use crate::{

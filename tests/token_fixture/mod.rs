@@ -18,11 +18,7 @@ use m2m_operator::{
         hash,
     },
     testing::{self, FixtureApp, World},
-    token::{
-        self,
-        jwt::Algorithm,
-        service::{TokenConfig, TokenService},
-    },
+    token::{self, TokenConfig, TokenService, jwt::Algorithm},
 };
 use serde_json::Value;
 use tower::ServiceExt;

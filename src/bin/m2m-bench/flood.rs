@@ -9,7 +9,7 @@ use m2m_operator::{
     admin,
     credentials::{generate::ClientSecret, hash},
     testing,
-    token::{self, jwt::Algorithm, service::TokenService},
+    token::{self, TokenService, jwt::Algorithm},
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;

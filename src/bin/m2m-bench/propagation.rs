@@ -13,7 +13,7 @@ use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams},
 };
-use m2m_operator::api::{M2MApp, Organization, keys::ANNOTATION_ROTATE};
+use m2m_operator::api::{M2MApp, Organization, names::ANNOTATION_ROTATE};
 use serde_json::json;
 
 use crate::{

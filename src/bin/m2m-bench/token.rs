@@ -18,10 +18,9 @@ use m2m_operator::{
     },
     testing::{self, FixtureApp, World},
     token::{
-        self,
+        self, TokenConfig, TokenService,
         claims::{self, Granted},
         jwt::Algorithm,
-        service::{TokenConfig, TokenService},
     },
 };
 use tokio_util::sync::CancellationToken;

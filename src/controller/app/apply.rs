@@ -12,7 +12,7 @@ use super::{
     plan::{self, Plan, Promotion, RecordDraft, Step},
 };
 use crate::{
-    api::keys::FIELD_MANAGER,
+    api::names::FIELD_MANAGER,
     controller::{Context, Error, events::Note},
     credentials::{
         generate::{self, ClientSecret},
@@ -313,7 +313,7 @@ impl<'a> Writes<'a> {
             let secret = desired
                 .data
                 .as_ref()
-                .and_then(|d| d.get(crate::api::keys::secret_keys::CLIENT_SECRET))
+                .and_then(|d| d.get(crate::api::names::secret_keys::CLIENT_SECRET))
                 .map(|v| String::from_utf8_lossy(&v.0).into_owned());
             Error::SecretRefused {
                 namespace: namespace.clone(),

@@ -360,7 +360,7 @@ fn recover(o: &Observed<'_>, grant: &Grant) -> Plan {
         .secret
         .as_ref()
         .and_then(|s| s.metadata.annotations.as_ref())
-        .and_then(|a| a.get(crate::api::keys::ANNOTATION_REVISION))
+        .and_then(|a| a.get(crate::api::names::ANNOTATION_REVISION))
         .and_then(|r| r.parse().ok())
         .unwrap_or(1);
     // The secret is kept, so requests stay unanswered unless the status (which mirrors the

@@ -10,7 +10,7 @@ use kube::{
 };
 
 use crate::{
-    api::{M2MApp, Organization, keys::LABEL_APP},
+    api::{M2MApp, Organization, names::LABEL_APP},
     credentials::record::{ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE},
 };
 

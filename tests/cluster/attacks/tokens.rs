@@ -4,8 +4,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::Api;
 use m2m_operator::token::{
-    keys::{KEYS_SECRET, KeyRing},
-    signing,
+    signing_keys::manager as signing,
+    signing_keys::{KEYS_SECRET, KeyRing},
 };
 use serde_json::{Value, json};
 

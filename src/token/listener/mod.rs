@@ -1,6 +1,6 @@
 //! The token listener: plain HTTP, or HTTPS with a certificate that is reloaded when its files
 //! change. Both serve on the caller's (multi-threaded) runtime with TCP_NODELAY and the
-//! connection limits of [`super::conn`].
+//! connection limits of [`conn`].
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -8,10 +8,10 @@ use axum::Router;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    conn::{ConnectionLimits, LimitAcceptor, Listener},
-    metrics::ConnectionMetrics,
-};
+pub mod conn;
+
+use self::conn::{ConnectionLimits, LimitAcceptor, Listener};
+use super::metrics::ConnectionMetrics;
 
 /// Errors of the token listener.
 #[derive(Debug, thiserror::Error)]

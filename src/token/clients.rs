@@ -1,4 +1,4 @@
-//! Looking up a client for a token request, from the watch-fed cache only (never the API
+//! The clients the token endpoint knows: looking up a client for a token request, from the watch-fed cache only (never the API
 //! server): `client_id` -> client record -> M2MApp -> Organization and Namespace, and whether the
 //! client may have tokens now (the same [`crate::tenancy`] decisions the controller makes).
 
@@ -21,7 +21,7 @@ use crate::{
 
 /// A known client.
 #[derive(Clone, Debug)]
-pub struct Client {
+pub struct KnownClient {
     pub record: Arc<ClientRecord>,
     pub app: Arc<M2MApp>,
     pub org: Option<Arc<Organization>>,
@@ -102,7 +102,7 @@ pub fn lookup(
     parsed: &ParsedRecords,
     operator_namespace: &str,
     client_id: &str,
-) -> Option<Client> {
+) -> Option<KnownClient> {
     let uid = uid_of(client_id)?;
     let secret = cache
         .records
@@ -121,11 +121,11 @@ pub fn lookup(
         .organization_ref
         .as_ref()
         .and_then(|r| cache.organizations.get(&ObjectRef::new(&r.name)));
-    Some(Client { record, app, org })
+    Some(KnownClient { record, app, org })
 }
 
 /// Whether the client may have tokens now.
-pub fn standing(cache: &Cache, client: &Client, global: &tenancy::GlobalApps) -> Standing {
+pub fn standing(cache: &Cache, client: &KnownClient, global: &tenancy::GlobalApps) -> Standing {
     // Only the Organizations sharing its code can make it a duplicate: a map lookup, not a scan
     // of every Organization.
     let state = client.org.as_deref().map(|o| {
@@ -164,7 +164,7 @@ pub fn standing(cache: &Cache, client: &Client, global: &tenancy::GlobalApps) ->
 
 /// Whether the client's record was issued for another Organization than the one its app
 /// names now.
-fn replaced(client: &Client) -> bool {
+fn replaced(client: &KnownClient) -> bool {
     let issued_for = client.record.organization_uid.as_deref();
     issued_for.is_some()
         && issued_for != client.org.as_ref().and_then(|o| o.metadata.uid.as_deref())

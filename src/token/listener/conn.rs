@@ -40,7 +40,7 @@ use std::{
 use futures::task::AtomicWaker;
 
 pub use self::guarded::{Guarded, LimitAcceptor, Tracked};
-use super::metrics::ConnectionMetrics;
+use crate::token::metrics::ConnectionMetrics;
 
 /// The listener's connection limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

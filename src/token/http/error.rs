@@ -86,14 +86,14 @@ impl OAuthError {
     }
 
     /// A body that could not be read: 413 when it is larger than
-    /// [`super::MAX_BODY_BYTES`], 400 otherwise.
+    /// [`crate::token::MAX_BODY_BYTES`], 400 otherwise.
     pub fn unreadable_body(rejection: &axum::extract::rejection::BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 ..Self::invalid_request(format!(
                     "the request body is larger than {} bytes",
-                    super::MAX_BODY_BYTES
+                    crate::token::MAX_BODY_BYTES
                 ))
             }
         } else {

@@ -14,14 +14,15 @@ use std::{
 use axum::http::HeaderMap;
 use k8s_openapi::jiff::Timestamp;
 
+pub mod source;
+pub mod throttle;
+pub mod verify;
+
+use self::{source::SourceKey, throttle::Throttle, verify::Busy};
 use super::{
-    error::OAuthError,
-    index::{self, Client},
-    request::ClientCredentials,
-    service::TokenService,
-    source::SourceKey,
-    throttle::Throttle,
-    verify::Busy,
+    TokenService,
+    clients::{self, KnownClient},
+    http::{error::OAuthError, request::ClientCredentials},
 };
 use crate::credentials::record::SecretKind;
 
@@ -103,9 +104,9 @@ pub async fn authenticate(
     svc: &TokenService,
     creds: &ClientCredentials,
     origin: Origin<'_>,
-) -> Result<(Client, SecretKind), OAuthError> {
+) -> Result<(KnownClient, SecretKind), OAuthError> {
     let now = Timestamp::now();
-    let Some(client) = index::lookup(
+    let Some(client) = clients::lookup(
         &svc.cache,
         &svc.parsed,
         &svc.config.operator_namespace,

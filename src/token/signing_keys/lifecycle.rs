@@ -13,7 +13,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::jwt::{Algorithm, KeyError, SigningKey};
+use crate::token::jwt::{Algorithm, KeyError, SigningKey};
 
 /// Name of the Secret holding the signing keys.
 pub const KEYS_SECRET: &str = "m2m-signing-keys";
@@ -143,14 +143,14 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// A ring of keys parsed already ([`super::key_secret::read`] parses the Secret, and refuses
+    /// A ring of keys parsed already ([`super::secret::read`] parses the Secret, and refuses
     /// a set with any key that does not parse).
     pub fn from_parsed(keys: Vec<(StoredKey, SigningKey)>) -> Self {
         Self { keys }
     }
 
     /// Parses every stored key once; keys that do not parse are skipped and logged. For fixtures
-    /// and tests: the operator reads the key Secret with [`super::key_secret::read`].
+    /// and tests: the operator reads the key Secret with [`super::secret::read`].
     pub fn from_stored(set: &StoredKeySet) -> Self {
         let keys = set
             .keys
@@ -300,7 +300,7 @@ mod tests {
     fn the_ring_picks_the_active_key_by_time() {
         let mut set = StoredKeySet::default();
         for (i, from) in [(0, 0), (1, 100)] {
-            let der = super::super::jwt::generate_pkcs8(Algorithm::ES256).unwrap();
+            let der = crate::token::jwt::generate_pkcs8(Algorithm::ES256).unwrap();
             set.keys.push(StoredKey {
                 alg: Algorithm::ES256,
                 pkcs8: STANDARD.encode(der),

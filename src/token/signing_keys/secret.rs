@@ -8,10 +8,8 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 
-use super::{
-    jwt::{Algorithm, KeyError, SigningKey},
-    keys::{self, DATA_KEY, KeyPolicy, KeyRing, StoredKeySet},
-};
+use super::lifecycle::{self as keys, DATA_KEY, KeyPolicy, KeyRing, StoredKeySet};
+use crate::token::jwt::{Algorithm, KeyError, SigningKey};
 
 /// What the key Secret holds, as far as this version of the operator can read it.
 pub enum KeySecret {
@@ -171,5 +169,5 @@ pub fn leader_action(
 }
 
 #[cfg(test)]
-#[path = "key_secret_tests.rs"]
+#[path = "secret_tests.rs"]
 mod tests;

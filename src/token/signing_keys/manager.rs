@@ -1,5 +1,5 @@
 //! Keeping the signing keys: every replica watches the key Secret and re-parses the key ring on
-//! each change; the leader plans and writes the key set (see [`super::keys`]).
+//! each change; the leader plans and writes the key set (see [`super::lifecycle`]).
 
 use std::{
     sync::{Arc, Mutex},
@@ -23,12 +23,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    jwt,
-    key_secret::{self, KeyAction, KeySecret, Unreadable},
-    keys::{DATA_KEY, KEYS_SECRET, KeyPolicy, StoredKeySet},
-    service::TokenService,
+    lifecycle::{DATA_KEY, KEYS_SECRET, KeyPolicy, StoredKeySet},
+    secret::{self as key_secret, KeyAction, KeySecret, Unreadable},
 };
-use crate::api::keys::{ANNOTATION_ROTATE, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+use crate::api::names::{ANNOTATION_ROTATE, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+use crate::token::{TokenService, jwt};
 
 /// Reason of the Warning Event on the key Secret when the leader cannot read it.
 pub const REASON_UNREADABLE: &str = "SigningKeysUnreadable";

@@ -1,0 +1,151 @@
+//! `POST /oauth2/token`: client credentials in, a signed JWT access token out (RFC 6749
+//! §4.4, RFC 9068), with one audit line per request.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use axum::{
+    Json,
+    extract::{ConnectInfo, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use k8s_openapi::jiff::Timestamp;
+
+use super::{
+    authorize,
+    error::{OAuthError, no_store},
+    form_content_type, request,
+};
+use crate::{
+    credentials::record::SecretKind,
+    token::{
+        TokenService,
+        authn::{Origin, authenticate},
+        claims::{self, AccessClaims},
+        clients::{self, KnownClient},
+    },
+};
+
+/// What the audit line of one request says. Never a secret, a hash or a token.
+#[derive(Default)]
+struct Audit {
+    client_id: Option<String>,
+    /// The authenticated client (its namespace and name).
+    client: Option<KnownClient>,
+    org_code: Option<String>,
+    /// The claims of the issued token (scope, audiences, jti).
+    claims: Option<AccessClaims>,
+    previous_secret: bool,
+}
+
+/// The body of a successful token response (RFC 6749 §5.1).
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn issue(
+    svc: &TokenService,
+    headers: &HeaderMap,
+    body: &[u8],
+    peer: SocketAddr,
+    audit: &mut Audit,
+) -> Result<Response, OAuthError> {
+    form_content_type(headers)?;
+    let form = request::parse_form(body)?;
+    let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
+    // Only a well-formed client id reaches the log: a client that sends its secret (or anything
+    // else) in the client_id field must not get it written down.
+    audit.client_id = Some(if clients::uid_of(&creds.client_id).is_some() {
+        creds.client_id.clone()
+    } else {
+        "<malformed>".to_owned()
+    });
+    let token_request = request::token_request(&form)?;
+    let (client, kind) = authenticate(svc, &creds, Origin { peer, headers }).await?;
+    audit.previous_secret = kind == SecretKind::Previous;
+    let grant = authorize(svc, &client);
+    audit.client = Some(client.clone());
+    let grant = grant?;
+    audit.org_code = grant.org_code.clone();
+    let granted = claims::narrow(&grant, &client.app, &token_request)?;
+    let ring = svc.key_ring();
+    let now = Timestamp::now();
+    let key = ring.active(now).ok_or_else(OAuthError::overloaded)?;
+    let lifetime = client.app.token_lifetime_secs();
+    let claims = claims::claims(
+        &svc.config.issuer,
+        &client.record.client_id,
+        grant.org_code.as_deref(),
+        &granted,
+        now.as_second(),
+        lifetime,
+        random_id(),
+    );
+    let token = key
+        .sign("at+jwt", &claims)
+        .map_err(|_| OAuthError::overloaded())?;
+    if kind == SecretKind::Previous {
+        svc.metrics.previous_secret.inc();
+    }
+    let body = TokenResponse {
+        access_token: &token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: claims.scope.as_deref(),
+    };
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    no_store(&mut response);
+    audit.claims = Some(claims);
+    Ok(response)
+}
+
+pub async fn handle(
+    State(svc): State<Arc<TokenService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut audit = Audit::default();
+    let result = match &body {
+        Ok(body) => issue(&svc, &headers, body, peer, &mut audit).await,
+        Err(rejection) => Err(OAuthError::unreadable_body(rejection)),
+    };
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(e) => e.code.as_str(),
+    };
+    let app = audit.client.as_ref().map(|c| &c.app.metadata);
+    let claims = audit.claims.as_ref();
+    // Field values are only evaluated when the audit target is enabled.
+    tracing::info!(
+        target: "m2m_operator::audit",
+        endpoint = "token",
+        outcome,
+        reason = result.as_ref().err().map(|e| e.description.as_str()),
+        client_id = audit.client_id.as_deref(),
+        org_code = audit.org_code.as_deref(),
+        namespace = app.and_then(|m| m.namespace.as_deref()),
+        app = app.and_then(|m| m.name.as_deref()),
+        scope = claims.and_then(|c| c.scope.as_deref()),
+        aud = claims.map(|c| c.aud.values().join(" ")),
+        jti = claims.map(|c| c.jti.as_str()),
+        previous_secret = audit.previous_secret,
+        "token request"
+    );
+    svc.metrics.observe("token", outcome, started);
+    result.unwrap_or_else(IntoResponse::into_response)
+}

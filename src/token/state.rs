@@ -1,0 +1,148 @@
+//! The token endpoint's shared state: its settings, the cache it answers from, the signing
+//! keys, the verifier and the throttles, behind accessors.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{
+    authn::{
+        source::{SourceKey, TrustedProxies},
+        throttle::Throttle,
+        verify::Verifier,
+    },
+    clients,
+    metrics::TokenMetrics,
+    signing_keys::KeyRing,
+};
+use crate::cache::Cache;
+
+/// Settings of the token endpoint.
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    pub operator_namespace: String,
+    pub issuer: String,
+    pub token_url: String,
+    /// argon2id checks at once.
+    pub argon2_workers: usize,
+    /// argon2id checks admitted at once (running and queued).
+    pub argon2_max_in_flight: usize,
+    /// Failed authentications per `client_id` per window before its slow path is throttled.
+    pub max_failures_per_client: u32,
+    /// Failed authentications per source address per window.
+    pub max_failures_per_source: u32,
+    pub failure_window: std::time::Duration,
+    /// Proxies whose forwarding header names the source address.
+    pub trusted_proxies: TrustedProxies,
+    /// Where global apps may live (the controller applies the same policy).
+    pub global_apps: crate::tenancy::GlobalApps,
+}
+
+/// Shared state of the handlers.
+pub struct TokenService {
+    pub(super) cache: Cache,
+    pub(super) config: TokenConfig,
+    keys: RwLock<Arc<KeyRing>>,
+    pub(super) verifier: Verifier,
+    /// Failures per `client_id`.
+    pub(super) client_throttle: Mutex<Throttle<String>>,
+    /// Failures per source address (IPv6: per /64).
+    pub(super) source_throttle: Mutex<Throttle<SourceKey>>,
+    /// Parsed client records.
+    pub(super) parsed: clients::ParsedRecords,
+    pub(super) metrics: TokenMetrics,
+}
+
+impl TokenService {
+    /// The service over `cache`, registering its metrics.
+    pub fn new(
+        cache: Cache,
+        config: TokenConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        /// Most throttled keys remembered at once.
+        const MAX_THROTTLED_KEYS: usize = 100_000;
+        let verifier = Verifier::new(config.argon2_workers, config.argon2_max_in_flight);
+        Self {
+            client_throttle: Mutex::new(Throttle::new(
+                config.max_failures_per_client,
+                config.failure_window,
+                MAX_THROTTLED_KEYS,
+            )),
+            source_throttle: Mutex::new(Throttle::new(
+                config.max_failures_per_source,
+                config.failure_window,
+                MAX_THROTTLED_KEYS,
+            )),
+            metrics: TokenMetrics::register(registry, verifier.gauges()),
+            verifier,
+            parsed: clients::ParsedRecords::default(),
+            keys: RwLock::default(),
+            cache,
+            config,
+        }
+    }
+
+    /// The same service checking plain SHA-256 digests instead of argon2id hashes: the
+    /// benchmark's baseline, never used by the operator.
+    pub fn with_plain_sha256_baseline(mut self) -> Self {
+        self.verifier = Verifier::plain_sha256_baseline();
+        self
+    }
+
+    /// Forgets the secret proofs of clients whose record is gone (every 10 minutes, until
+    /// `shutdown`), so deleted apps leave nothing behind in memory.
+    pub async fn prune_proofs(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let cache = &self.cache;
+            let namespace = &self.config.operator_namespace;
+            self.verifier.retain(|client_id| {
+                clients::uid_of(client_id).is_some_and(|uid| {
+                    cache
+                        .records
+                        .get(
+                            &kube::runtime::reflector::ObjectRef::new(
+                                &crate::credentials::record::record_name(&uid),
+                            )
+                            .within(namespace),
+                        )
+                        .is_some()
+                })
+            });
+        }
+    }
+
+    /// Replaces the key ring (on every change of the key Secret).
+    pub fn set_keys(&self, ring: KeyRing) {
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = Arc::new(ring);
+        }
+    }
+
+    /// The listener's connection metrics (registered with the endpoint's).
+    pub fn connection_metrics(&self) -> super::metrics::ConnectionMetrics {
+        self.metrics.connections.clone()
+    }
+
+    /// The argon2id pool's gauges (jobs running, checks admitted).
+    pub fn pool_gauges(&self) -> &super::authn::verify::PoolGauges {
+        self.verifier.gauges()
+    }
+
+    /// The endpoint's metrics.
+    pub fn metrics(&self) -> &TokenMetrics {
+        &self.metrics
+    }
+
+    /// The settings the service runs with.
+    pub fn config(&self) -> &TokenConfig {
+        &self.config
+    }
+
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+}
