@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod components;
 mod validate;
 pub use validate::{CLOCK_SKEW, ConfigError, JWKS_MAX_AGE, MAX_TOKEN_LIFETIME};
 

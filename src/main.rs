@@ -9,14 +9,10 @@ use m2m_operator::{
     cache::Cache,
     config::{Cli, Command, RunConfig},
     controller, crd,
-    credentials::secret::Endpoints,
-    leader::{self, Fence, LeaderError, LeaseConfig},
+    leader::{self, Fence, LeaderError},
     metrics::Metrics,
     telemetry,
-    token::{
-        self, TokenConfig, TokenService, signing_keys::KeyPolicy,
-        signing_keys::manager as key_manager,
-    },
+    token::{self, TokenService, signing_keys::manager as key_manager},
 };
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -88,33 +84,18 @@ fn print_crds(out_dir: Option<std::path::PathBuf>) -> ExitCode {
     }
 }
 
+/// Runs everything until SIGTERM, in two stages of shutdown: `terminating` (SIGTERM) stops the
+/// controllers, releases the Lease and turns readiness false; `shutdown`, `--shutdown-delay`
+/// later, stops accepting token requests, finishes the ones in flight, and ends the watches and
+/// the admin server.
 async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
-    // Two stages of shutdown: `terminating` (SIGTERM) stops the controllers, releases the Lease
-    // and turns readiness false; `shutdown`, `shutdown_delay` later, stops accepting token
-    // requests, finishes the ones in flight, and ends the watches and the admin server.
-    let terminating = CancellationToken::new();
-    let shutdown = CancellationToken::new();
+    let (terminating, shutdown) = (CancellationToken::new(), CancellationToken::new());
     let readiness = admin::Readiness::default();
-    let caches_ready = readiness.register("caches");
-    let keys_ready = readiness.register("signing-keys");
-    let serving = readiness.register("not-terminating");
-    serving.set(true);
-    tokio::spawn({
-        let (terminating, shutdown, delay) =
-            (terminating.clone(), shutdown.clone(), config.shutdown_delay);
-        async move {
-            wait_for_signal().await;
-            serving.set(false);
-            terminating.cancel();
-            tracing::info!(
-                delay_secs = delay.as_secs_f64(),
-                "SIGTERM: not ready; serving tokens for the shutdown delay, then draining"
-            );
-            tokio::time::sleep(delay).await;
-            tracing::info!("shutdown delay over: no new token requests, finishing in-flight ones");
-            shutdown.cancel();
-        }
-    });
+    let (caches_ready, keys_ready) = (
+        readiness.register("caches"),
+        readiness.register("signing-keys"),
+    );
+    stop_on_signal(&readiness, &terminating, &shutdown, config.shutdown_delay);
     if config.leader_election {
         // Refuse settings that cannot work before anything starts.
         leader::Timing::new(config.lease_duration, config.lease_renew_before)?;
@@ -136,45 +117,13 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let cache = Cache::start(&client, &config.namespace, shutdown.clone());
     let metrics = Arc::new(Metrics::register(&mut registry, cache.apps.clone()));
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let service = Arc::new(TokenService::new(
-        cache.clone(),
-        TokenConfig {
-            operator_namespace: config.namespace.clone(),
-            issuer: config.issuer.clone(),
-            token_url: config.token_url(),
-            argon2_workers: config.argon2_workers.unwrap_or(cores),
-            argon2_max_in_flight: config.argon2_max_in_flight,
-            max_failures_per_client: config.max_failures_per_client,
-            max_failures_per_source: config.max_failures_per_source,
-            failure_window: config.failure_window,
-            global_apps: config.global_apps(),
-            trusted_proxies: token::authn::source::TrustedProxies {
-                networks: config.trusted_proxies.clone(),
-                header: config.forwarded_header,
-            },
-        },
+    let (service, latest_keys) = token_service(
+        &config,
+        &client,
+        &cache,
         &mut registry,
-    ));
-    tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
-    let key_metrics = key_manager::KeyMetrics::register(&mut registry);
-    let latest_keys = key_manager::watch_keys(
-        client.clone(),
-        &config.namespace,
-        service.clone(),
-        key_metrics,
-        shutdown.clone(),
-        {
-            let keys_ready = keys_ready.clone();
-            move || keys_ready.set(true)
-        },
-    );
-    let token_router = token::router(
-        service.clone(),
-        &token::Limits {
-            max_concurrent: config.max_concurrent_requests,
-            timeout: config.request_timeout,
-        },
+        keys_ready,
+        &shutdown,
     );
     let admin = tokio::spawn(admin::serve(
         config.admin_addr,
@@ -190,28 +139,10 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     caches_ready.set(true);
     tracing::info!("caches synced");
-    let tls = config
-        .tls_cert_file
-        .clone()
-        .zip(config.tls_key_file.clone())
-        .map(|(cert, key)| token::TlsFiles {
-            cert,
-            key,
-            reload_every: std::time::Duration::from_secs(10),
-        });
-    let listener = token::ListenerConfig {
-        tls,
-        limits: token::listener::conn::ConnectionLimits {
-            header_read_timeout: config.header_read_timeout,
-            idle_timeout: config.idle_timeout,
-            max_connections: config.max_connections,
-        },
-        metrics: service.connection_metrics(),
-    };
     let token_server = tokio::spawn(token::serve(
         config.token_addr,
-        token_router,
-        listener,
+        token::router(service.clone(), &config.request_limits()),
+        config.listener_config(service.connection_metrics()),
         shutdown.clone(),
     ));
 
@@ -219,36 +150,135 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Arc::new(controller::Context::new(
         fence.client(client.clone()),
         cache,
-        controller::ControllerConfig {
-            operator_namespace: config.namespace.clone(),
-            endpoints: Endpoints {
-                issuer: config.issuer.clone(),
-                token_url: config.token_url(),
-            },
-            resync: config.resync,
-            instance: identity.clone(),
-            global_apps: config.global_apps(),
-            template_keys: config.template_keys(),
-        },
+        config.controller_config(&identity),
         metrics,
     ));
-    let key_policy = KeyPolicy {
-        alg: config.signing_algorithm,
-        rotate_every: config.signing_key_rotation,
-        publish_ahead: config.signing_key_publish_ahead,
-        keep_retired: config.signing_key_retention,
-    };
-    let (key_client, key_namespace, key_instance) = (
+    let work = leader_work(
+        ctx,
         fence.client(client.clone()),
-        config.namespace.clone(),
-        identity.clone(),
+        &config,
+        &identity,
+        latest_keys,
     );
-    let work = move |token: CancellationToken| -> leader::Work {
+    lead(
+        &config,
+        client,
+        fence,
+        &identity,
+        &terminating,
+        &health,
+        work,
+    )
+    .await?;
+    token_server.await??;
+    admin.await??;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Runs `work` while this replica holds the Lease (always, without leader election), until
+/// `terminating`. Work that ended by itself turns `/healthz` unhealthy: the kubelet restarts the
+/// replica, which keeps serving tokens meanwhile.
+async fn lead(
+    config: &RunConfig,
+    client: kube::Client,
+    fence: Fence,
+    identity: &str,
+    terminating: &CancellationToken,
+    health: &admin::Health,
+    work: impl Fn(CancellationToken) -> leader::Work,
+) -> Result<(), LeaderError> {
+    let outcome = if config.leader_election {
+        let lease = config.lease_config(identity);
+        leader::run_while_leader(client, lease, fence, terminating.clone(), work).await
+    } else {
+        leader::run_unelected(terminating.clone(), work).await
+    };
+    match outcome {
+        Err(LeaderError::WorkEnded(ended)) => {
+            health.fail(format!("{ended}; controllers stopped, restart needed"));
+            tracing::error!("controllers stopped for good; /healthz reports unhealthy");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The token endpoint's state over `cache`, with the signing keys every replica watches (`ready`
+/// is set once a key can sign); returns it and the latest key Secret, for the leader's manager.
+fn token_service(
+    config: &RunConfig,
+    client: &kube::Client,
+    cache: &Cache,
+    registry: &mut Registry,
+    ready: admin::ReadyFlag,
+    shutdown: &CancellationToken,
+) -> (Arc<TokenService>, KeyWatch) {
+    let service = Arc::new(TokenService::new(
+        cache.clone(),
+        config.token_config(),
+        registry,
+    ));
+    tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
+    let key_metrics = key_manager::KeyMetrics::register(registry);
+    let latest_keys = key_manager::watch_keys(
+        client.clone(),
+        &config.namespace,
+        service.clone(),
+        key_metrics,
+        shutdown.clone(),
+        move || ready.set(true),
+    );
+    (service, latest_keys)
+}
+
+/// The latest key Secret, as the key watch saw it.
+type KeyWatch = tokio::sync::watch::Receiver<Option<Arc<k8s_openapi::api::core::v1::Secret>>>;
+
+/// On SIGTERM (or Ctrl-C): readiness false and `terminating` at once, `shutdown` after `delay`.
+fn stop_on_signal(
+    readiness: &admin::Readiness,
+    terminating: &CancellationToken,
+    shutdown: &CancellationToken,
+    delay: std::time::Duration,
+) {
+    let serving = readiness.register("not-terminating");
+    serving.set(true);
+    let (terminating, shutdown) = (terminating.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        serving.set(false);
+        terminating.cancel();
+        tracing::info!(
+            delay_secs = delay.as_secs_f64(),
+            "SIGTERM: not ready; serving tokens for the shutdown delay, then draining"
+        );
+        tokio::time::sleep(delay).await;
+        tracing::info!("shutdown delay over: no new token requests, finishing in-flight ones");
+        shutdown.cancel();
+    });
+}
+
+/// What the replica runs while it leads: the controllers and the signing-key manager, both
+/// writing through the fenced `client`.
+fn leader_work(
+    ctx: Arc<controller::Context>,
+    client: kube::Client,
+    config: &RunConfig,
+    identity: &str,
+    latest_keys: KeyWatch,
+) -> impl Fn(CancellationToken) -> leader::Work {
+    let (namespace, policy, instance) = (
+        config.namespace.clone(),
+        config.key_policy(),
+        identity.to_owned(),
+    );
+    move |token: CancellationToken| -> leader::Work {
         let keys = key_manager::manage_keys(
-            key_client.clone(),
-            key_namespace.clone(),
-            key_policy.clone(),
-            key_instance.clone(),
+            client.clone(),
+            namespace.clone(),
+            policy.clone(),
+            instance.clone(),
             latest_keys.clone(),
             token.clone(),
         );
@@ -257,32 +287,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
             ("controllers", Box::pin(controllers)),
             ("signing-key manager", Box::pin(keys)),
         ]
-    };
-    let outcome = if config.leader_election {
-        let lease = LeaseConfig {
-            namespace: config.namespace.clone(),
-            name: config.lease_name.clone(),
-            identity,
-            duration: config.lease_duration,
-            renew_before: config.lease_renew_before,
-        };
-        leader::run_while_leader(client, lease, fence, terminating.clone(), work).await
-    } else {
-        leader::run_unelected(terminating.clone(), work).await
-    };
-    match outcome {
-        Ok(()) => {}
-        Err(LeaderError::WorkEnded(ended)) => {
-            // Keep serving tokens until the kubelet restarts the process (liveness probe).
-            health.fail(format!("{ended}; controllers stopped, restart needed"));
-            tracing::error!("controllers stopped for good; /healthz reports unhealthy");
-        }
-        Err(e) => return Err(e.into()),
     }
-    token_server.await??;
-    admin.await??;
-    tracing::info!("shut down cleanly");
-    Ok(())
 }
 
 /// Test-only hooks, compiled only into the `cluster-tests` build (never into a release build).

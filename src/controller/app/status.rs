@@ -50,14 +50,10 @@ impl<'a> StatusInputs<'a> {
     }
 }
 
-/// The desired status.
-pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
+/// The `Ready` condition's status, reason and message, in the order a person should fix
+/// things: a refusal, a template key, a refused write, a conflict, then the block.
+fn ready(inputs: &StatusInputs<'_>) -> (bool, &'static str, String) {
     let app = inputs.app;
-    let previous_conditions: &[Condition] = app
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
     let secret_name = app.secret_name();
     let (ok, reason, message) = match (inputs.grant, inputs.conflict, inputs.record, inputs.block) {
         (Err(refusal), _, _, _) => (false, refusal.reason(), refusal.message()),
@@ -117,6 +113,19 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
         }
         _ => message,
     };
+    (ok, reason, message)
+}
+
+/// The desired status.
+pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
+    let app = inputs.app;
+    let previous_conditions: &[Condition] = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let secret_name = app.secret_name();
+    let (ok, reason, message) = ready(inputs);
     let condition = conditions::ready(
         ok,
         reason,
