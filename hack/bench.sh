@@ -37,7 +37,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 # One build for both binaries: the operator the cluster scenarios run sits next to the bench.
-cargo build --quiet --release --features bench --bin m2m-bench --bin m2m-operator
+cargo build --quiet --release -p m2m-bench -p m2m-operator --bin m2m-bench --bin m2m-operator
 BENCH=$CARGO_TARGET_DIR/release/m2m-bench
 export M2M_OPERATOR_BIN=$CARGO_TARGET_DIR/release/m2m-operator
 

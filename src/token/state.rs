@@ -81,13 +81,6 @@ impl TokenService {
         }
     }
 
-    /// The same service checking plain SHA-256 digests instead of argon2id hashes: the
-    /// benchmark's baseline, never used by the operator.
-    pub fn with_plain_sha256_baseline(mut self) -> Self {
-        self.verifier = Verifier::plain_sha256_baseline();
-        self
-    }
-
     /// Forgets the secret proofs of clients whose record is gone (every 10 minutes, until
     /// `shutdown`), so deleted apps leave nothing behind in memory.
     pub async fn prune_proofs(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {

@@ -37,16 +37,6 @@ struct Proof {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Busy;
 
-/// How secrets are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// argon2id PHC hashes, remembered through keyed proofs (what the operator runs).
-    Argon2,
-    /// `current` holds a hex SHA-256 of the secret; checked directly. Only the benchmark's
-    /// baseline uses this, to show what the argon2id design costs in steady state.
-    PlainSha256Baseline,
-}
-
 /// The pool's gauges: argon2id jobs running, and checks admitted (running or queued).
 #[derive(Clone, Debug, Default)]
 pub struct PoolGauges {
@@ -89,7 +79,6 @@ impl Drop for Running {
 }
 
 pub struct Verifier {
-    mode: Mode,
     key: hmac::Key,
     proofs: Mutex<HashMap<String, Vec<Proof>>>,
     pool: Arc<Semaphore>,
@@ -104,7 +93,6 @@ impl Verifier {
         // A failing OS RNG leaves a zero key: proofs still work, they are just not secret-keyed.
         let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut key);
         Self {
-            mode: Mode::Argon2,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             proofs: Mutex::new(HashMap::new()),
             pool: Arc::new(Semaphore::new(workers.max(1))),
@@ -116,15 +104,6 @@ impl Verifier {
     /// The gauges of the argon2id pool (for `/metrics` and tests).
     pub fn gauges(&self) -> &PoolGauges {
         &self.gauges
-    }
-
-    /// The benchmark baseline: records hold a hex SHA-256 of the secret instead of a PHC
-    /// string. Never used by the operator.
-    pub fn plain_sha256_baseline() -> Self {
-        Self {
-            mode: Mode::PlainSha256Baseline,
-            ..Self::new(1, 1)
-        }
     }
 
     fn tag(&self, client_id: &str, secret: &str) -> Vec<u8> {
@@ -143,16 +122,6 @@ impl Verifier {
         record: &ClientRecord,
         now: Timestamp,
     ) -> Option<SecretKind> {
-        if self.mode == Mode::PlainSha256Baseline {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            return constant_time::verify_slices_are_equal(
-                hex.as_bytes(),
-                record.current.as_str().as_bytes(),
-            )
-            .ok()
-            .map(|()| SecretKind::Current);
-        }
         let tag = self.tag(client_id, secret);
         let proofs = self.proofs.lock().ok()?;
         let mut found = None;
@@ -177,9 +146,6 @@ impl Verifier {
         record: &ClientRecord,
         now: Timestamp,
     ) -> Result<Option<SecretKind>, Busy> {
-        if self.mode == Mode::PlainSha256Baseline {
-            return Ok(None);
-        }
         // Dropping this future at any await below leaves the counts right: before the job
         // starts, the guard leaves the admission; once it started, the job owns both.
         let admitted = Admitted::enter(&self.gauges.admitted, self.max_in_flight).ok_or(Busy)?;

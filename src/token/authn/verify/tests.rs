@@ -62,24 +62,6 @@ async fn verifies_once_then_remembers_until_the_hash_is_dropped() {
 }
 
 #[tokio::test]
-async fn the_benchmark_baseline_checks_a_plain_digest() {
-    let v = Verifier::plain_sha256_baseline();
-    let mut rec = record("unused");
-    let hex: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"right")
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    rec.current = serde_json::from_value(serde_json::Value::String(hex)).unwrap();
-    let now = Timestamp::UNIX_EPOCH;
-    assert_eq!(
-        v.remembered("m2m_1", "right", &rec, now),
-        Some(SecretKind::Current)
-    );
-    assert_eq!(v.remembered("m2m_1", "wrong", &rec, now), None);
-}
-
-#[tokio::test]
 async fn retain_forgets_the_proofs_of_removed_clients() {
     let v = Verifier::new(1, 4);
     let rec = record("right");

@@ -1,5 +1,5 @@
-//! `m2m-bench token`: the token endpoint under load next to the same binary's `/healthz`, the
-//! same server with a plain SHA-256 secret check, and the raw ES256 signing rate of two threads.
+//! `m2m-bench token`: the token endpoint under load next to the same binary's `/healthz` and the
+//! raw ES256 signing rate of two threads.
 
 use std::{
     net::SocketAddr,
@@ -93,7 +93,6 @@ pub async fn serve_token(router: axum::Router, shutdown: CancellationToken) -> S
 /// One round of the token scenario.
 struct Round {
     argon: Load,
-    plain: Load,
     half_rate: f64,
     half: Load,
     raw: f64,
@@ -143,14 +142,6 @@ pub fn basic_auth(uid: &str, secret: &str) -> String {
     )
 }
 
-fn hex_sha256(s: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 pub fn run(
     apps: u64,
     rounds: u64,
@@ -166,12 +157,11 @@ pub fn run(
         .expect("runtime");
     let shutdown = CancellationToken::new();
     let phc = testing::phc(&hash::hash(&ClientSecret::new(SECRET)).expect("hash"));
-    let sha = hex_sha256(SECRET);
     let limits = token::Limits {
         max_concurrent: 1024,
         timeout: Duration::from_secs(10),
     };
-    let (argon, plain, health) = runtime.block_on(async {
+    let (argon, health) = runtime.block_on(async {
         let mut registry = prometheus_client::registry::Registry::default();
         let argon = Arc::new(TokenService::new(
             world(apps, &phc).finish(),
@@ -179,13 +169,7 @@ pub fn run(
             &mut registry,
         ));
         argon.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
-        let plain = Arc::new(
-            TokenService::new(world(apps, &sha).finish(), config(), &mut registry)
-                .with_plain_sha256_baseline(),
-        );
-        plain.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
         let argon_addr = serve_token(token::router(argon, &limits), shutdown.clone()).await;
-        let plain_addr = serve_token(token::router(plain, &limits), shutdown.clone()).await;
         let health_addr = serve_token(
             admin::router(
                 admin::Readiness::default(),
@@ -195,7 +179,7 @@ pub fn run(
             shutdown.clone(),
         )
         .await;
-        (argon_addr, plain_addr, health_addr)
+        (argon_addr, health_addr)
     });
     let url = |a: SocketAddr, p: &str| format!("http://{a}{p}");
     // Warm-up: the first request per client pays argon2id once.
@@ -219,7 +203,6 @@ pub fn run(
     let rounds: Vec<Round> = (0..rounds.max(1))
         .map(|_| {
             let argon_load = peak(url(argon, "/oauth2/token"), Some(&auth));
-            let plain_load = peak(url(plain, "/oauth2/token"), Some(&auth));
             let half_rate = argon_load.rps / 2.0;
             let half = oha(
                 oha_bin,
@@ -231,7 +214,6 @@ pub fn run(
             );
             Round {
                 argon: argon_load,
-                plain: plain_load,
                 half_rate,
                 half,
                 raw: raw_es256(2, 3),
@@ -239,7 +221,7 @@ pub fn run(
         })
         .collect();
     shutdown.cancel();
-    let loads = rounds.iter().flat_map(|r| [r.argon, r.plain, r.half]);
+    let loads = rounds.iter().flat_map(|r| [r.argon, r.half]);
     for load in std::iter::once(healthz).chain(loads) {
         assert!(
             load.ok > 0.99,
@@ -266,7 +248,6 @@ pub fn run(
         )
     };
     let ratio = |r: &Round| r.argon.rps / r.raw;
-    let steady = |r: &Round| r.argon.rps / r.plain.rps;
     let half_p99 = |r: &Round| r.half.p99_ms;
     let table = [
         format!("### Token endpoint, {apps} apps in the index, each its own Organization\n"),
@@ -282,7 +263,6 @@ pub fn run(
             healthz.rps, healthz.p50_ms, healthz.p99_ms
         ),
         load_row("token, argon2id-hashed secret (steady state)", &|r| r.argon),
-        load_row("token, plain SHA-256 check (baseline)", &|r| r.plain),
         load_row(
             &format!(
                 "token at half of peak ({:.0}/s offered)",
@@ -298,11 +278,6 @@ pub fn run(
             "| token / raw ES256 signing (2 threads) | {:.2} | {} | >= 0.35 |",
             med(&ratio),
             each(&ratio, 2)
-        ),
-        format!(
-            "| argon2id / plain SHA-256, steady state | {:.2} | {} | >= 0.95 |",
-            med(&steady),
-            each(&steady, 2)
         ),
         format!(
             "| p99 at half of peak, ms | {:.3} | {} | < 2 |",
