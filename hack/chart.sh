@@ -15,7 +15,8 @@
 #
 # helm and kubectl are the pinned ones of hack/cluster.sh (no cargo needed).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 CHART=charts/m2m-operator
@@ -25,9 +26,6 @@ RELEASE=m2m-operator
 NAMESPACE=m2m-system
 # Dry-runs persist nothing, but name the manager anyway so it is clear in audit logs.
 FIELD_MANAGER=m2m-chart-check
-
-log() { printf '[chart] %s\n' "$*" >&2; }
-die() { printf '[chart] error: %s\n' "$*" >&2; exit 1; }
 
 tools() {
   eval "$(hack/cluster.sh env)"
@@ -186,7 +184,7 @@ cmd_check() {
 
   log "every flag of \`m2m-operator run\` (src/config.rs) is set by the chart (the Deployment's env with $ALL_ON), and no other M2M_* variable"
   local flags rendered missing unknown
-  flags=$(config_flags) && [ -n "$flags" ] || die "found no env = \"M2M_...\" in src/config.rs"
+  flags=$(config_flags) || die "found no env = \"M2M_...\" in src/config.rs"
   rendered=$(deployment_env "$ALL_ON") || die "rendering the chart with $ALL_ON failed"
   missing=$(comm -23 <(echo "$flags") <(echo "$rendered"))
   unknown=$(comm -13 <(echo "$flags") <(echo "$rendered"))
