@@ -58,8 +58,9 @@ kubectl create namespace m2m-system --dry-run=client -o yaml | kubectl apply -f 
 spawn "$OPERATOR_PID" "$STATE/operator.log" env M2M_ADMIN_ADDR="$ADMIN_ADDR" M2M_TOKEN_ADDR="$TOKEN_ADDR" \
   M2M_ISSUER="$ISSUER" M2M_NAMESPACE=m2m-system M2M_GLOBAL_APP_NAMESPACES=m2m-system,platform \
   M2M_LOG_FORMAT=text "$BIN" run
+# By PID alone: until setsid has exec'd the operator, the process's command line is this script's.
 operator_ready() {
-  pid_alive "$OPERATOR_PID" m2m-operator || { tail -n 20 "$STATE/operator.log" >&2; die "the operator exited"; }
+  running "$(cat "$OPERATOR_PID")" || { tail -n 20 "$STATE/operator.log" >&2; die "the operator exited"; }
   curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz"
 }
 wait_for 30 operator_ready || die "the operator did not become ready"
