@@ -16,23 +16,23 @@
 # M2M_BENCH_KEEP_PLANE=1 leaves that plane running (for a look with kubectl afterwards; stop
 # it with `M2M_CLUSTER_DIR=${TMPDIR:-/tmp}/m2m-bench-cluster hack/cluster.sh down`).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
 # shellcheck source=hack/common.sh
-source hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+need_cargo
 OHA_VERSION=1.16.0
 TOOLS=$M2M_CACHE_DIR/tools
 if [ ! -x "$TOOLS/bin/oha" ]; then
-  echo "[bench] installing oha $OHA_VERSION (load generator) into $TOOLS (a few minutes, once)" >&2
+  log "installing oha $OHA_VERSION (load generator) into $TOOLS (a few minutes, once)"
   cargo install --quiet --locked --root "$TOOLS" --version "$OHA_VERSION" oha
 fi
 export M2M_OHA=$TOOLS/bin/oha
 if ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[bench] installing wrk (load generator) from Debian's packages" >&2
+    log "installing wrk (load generator) from Debian's packages"
     apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
   else
-    echo "[bench] wrk not found: peak runs use oha instead (install wrk for the documented figures)" >&2
+    log "wrk not found: peak runs use oha instead (install wrk for the documented figures)"
     export M2M_WRK=
   fi
 fi

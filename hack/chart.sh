@@ -5,15 +5,18 @@
 #                          `helm template` of the chart with its default values and the CRDs
 #   hack/chart.sh check    helm lint --strict (default values and ci/all-on-values.yaml);
 #                          deploy/m2m-operator.yaml up to date; every flag of `m2m-operator run`
-#                          passed by the chart; every value in the README's table; the admission
-#                          policy on by default and off when disabled; server-side dry-run apply of
-#                          both renderings and of deploy/m2m-operator.yaml (the policy and its
-#                          binding included: the API server compiles its CEL) against the local
-#                          control plane (which must be running: hack/cluster.sh up)
+#                          set by the chart's Deployment with ci/all-on-values.yaml, and no M2M_*
+#                          variable that is no flag; every value in the README's table; the
+#                          admission policy on by default and off when disabled; server-side
+#                          dry-run apply of both renderings and of deploy/m2m-operator.yaml (the
+#                          policy and its binding included: the API server compiles its CEL)
+#                          against the local control plane (which must be running:
+#                          hack/cluster.sh up)
 #
 # helm and kubectl are the pinned ones of hack/cluster.sh (no cargo needed).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 CHART=charts/m2m-operator
@@ -23,9 +26,6 @@ RELEASE=m2m-operator
 NAMESPACE=m2m-system
 # Dry-runs persist nothing, but name the manager anyway so it is clear in audit logs.
 FIELD_MANAGER=m2m-chart-check
-
-log() { printf '[chart] %s\n' "$*" >&2; }
-die() { printf '[chart] error: %s\n' "$*" >&2; exit 1; }
 
 tools() {
   eval "$(hack/cluster.sh env)"
@@ -58,6 +58,19 @@ cmd_render() {
   render_manifest >"$MANIFEST.tmp"
   mv "$MANIFEST.tmp" "$MANIFEST"
   log "wrote $MANIFEST ($(grep -c '^kind: ' "$MANIFEST") objects)"
+}
+
+# config_flags: the environment variable of every flag of `m2m-operator run`, one a line, sorted.
+config_flags() {
+  local files=(src/config.rs)
+  [ ! -d src/config ] || files+=(src/config)
+  grep -rhoE 'env = "M2M_[A-Z0-9_]+"' "${files[@]}" | sed 's/.*"\(M2M_[A-Z0-9_]*\)"/\1/' | sort -u
+}
+
+# deployment_env VALUES_FILE: the M2M_* variables of the rendered Deployment's env, one a line, sorted.
+deployment_env() {
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$1" --show-only templates/deployment.yaml |
+    sed -n 's/^ *- name: \(M2M_[A-Z0-9_]*\)$/\1/p' | sort -u
 }
 
 # value_keys: every key of values.yaml, dotted, one a line. A map is descended into when the
@@ -169,14 +182,16 @@ cmd_check() {
     die "$MANIFEST is stale (diff above, - checked in, + fresh); regenerate it with hack/chart.sh render and commit it"
   fi
 
-  log "every flag of \`m2m-operator run\` (src/config.rs) is passed by the chart"
-  local flags missing=""
-  flags=$(sed -n 's/.*env = "\(M2M_[A-Z0-9_]*\)".*/\1/p' src/config.rs | sort -u)
-  [ -n "$flags" ] || die "found no env = \"M2M_...\" in src/config.rs"
-  for env in $flags; do
-    grep -q "name: $env\$" "$CHART/templates/deployment.yaml" || missing+=" $env"
-  done
-  [ -z "$missing" ] || die "the chart does not set:$missing; add a value for each (values.yaml, values.schema.json, README.md) and pass it in templates/deployment.yaml"
+  log "every flag of \`m2m-operator run\` (src/config.rs) is set by the chart (the Deployment's env with $ALL_ON), and no other M2M_* variable"
+  local flags rendered missing unknown
+  flags=$(config_flags) || die "found no env = \"M2M_...\" in src/config.rs"
+  rendered=$(deployment_env "$ALL_ON") || die "rendering the chart with $ALL_ON failed"
+  missing=$(comm -23 <(echo "$flags") <(echo "$rendered"))
+  unknown=$(comm -13 <(echo "$flags") <(echo "$rendered"))
+  # shellcheck disable=SC2086 # one line
+  [ -z "$missing" ] || die "the chart does not set: $(echo $missing); add a value for each (values.yaml, values.schema.json, README.md), a row in templates/_env.tpl, and set it in $ALL_ON"
+  # shellcheck disable=SC2086 # one line
+  [ -z "$unknown" ] || die "the chart sets variables that are no flag of src/config.rs: $(echo $unknown); fix or remove their rows in templates/_env.tpl"
 
   log "every value is in the table of $CHART/README.md"
   value_keys "$work" >"$work/values.keys"

@@ -14,13 +14,12 @@
 # Environment: M2M_CACHE_DIR (binaries, default ~/.cache/m2m-operator), M2M_CLUSTER_DIR (state,
 # default <repo>/.cluster), M2M_ETCD_PORT (23790), M2M_APISERVER_PORT (26443).
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=hack/versions.env
 source "$ROOT/hack/versions.env"
 
-CACHE=${M2M_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/m2m-operator}
-STATE=${M2M_CLUSTER_DIR:-$ROOT/.cluster}
+CACHE=$M2M_CACHE_DIR
 ETCD_PORT=${M2M_ETCD_PORT:-23790}
 ETCD_PEER_PORT=$((ETCD_PORT + 10))
 API_PORT=${M2M_APISERVER_PORT:-26443}
@@ -31,15 +30,6 @@ HELM_BIN=$CACHE/helm/$HELM_VERSION
 KUBECONFIG_PATH=$STATE/kubeconfig
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-
-log() { printf '[cluster] %s\n' "$*" >&2; }
-die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=hack/progress.sh
-source "$ROOT/hack/progress.sh"
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed ($2)"
-}
 
 # ---------------------------------------------------------------- building
 
@@ -150,15 +140,6 @@ cmd_build() {
 
 # ---------------------------------------------------------------- running
 
-pid_alive() { # pidfile binary
-  local pidfile=$1 bin=$2 pid
-  [ -f "$pidfile" ] || return 1
-  pid=$(cat "$pidfile")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  # Guard against PID reuse: the process must be running our binary.
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$bin"
-}
-
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 advertise_address() {
@@ -223,20 +204,11 @@ api_ready() {
     "https://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1
 }
 
-wait_for() { # description timeout-seconds command...
-  local what=$1 timeout=$2; shift 2
-  local deadline=$((SECONDS + timeout))
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.5
-  done
-}
-
 start() { # name binary args...
-  local name=$1 bin=$2; shift 2
+  local name=$1
+  shift
   mkdir -p "$STATE/logs"
-  setsid "$bin" "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$STATE/$name.pid"
+  spawn "$STATE/$name.pid" "$STATE/logs/$name.log" "$@"
 }
 
 # start_apiserver ADVERTISE_ADDRESS: starts kube-apiserver on the existing PKI and etcd, waits until ready.
@@ -259,7 +231,7 @@ start_apiserver() {
     --disable-admission-plugins=ServiceAccount \
     --allow-privileged=true \
     --cert-dir="$STATE/apiserver-certs"
-  if ! wait_for kube-apiserver 120 api_ready; then
+  if ! wait_for 120 api_ready; then
     tail -n 20 "$STATE/logs/kube-apiserver.log" >&2 || true
     die "kube-apiserver did not become ready; see $STATE/logs/kube-apiserver.log"
   fi
@@ -301,7 +273,7 @@ cmd_up() {
     --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster="m2m-local=http://127.0.0.1:$ETCD_PEER_PORT" \
     --unsafe-no-fsync --log-level=warn
-  wait_for etcd 30 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" ||
+  wait_for 30 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" ||
     die "etcd did not become healthy; see $STATE/logs/etcd.log"
 
   start_apiserver "$adv"
@@ -319,31 +291,8 @@ cmd_up() {
   echo "$KUBECONFIG_PATH"
 }
 
-# Whether a process runs (a zombie does not: without an init that reaps orphans, as in some
-# containers, an exited process can stay a zombie and `kill -0` would still succeed).
-running() { # pid
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
 stop_pid() { # name binary
-  local name=$1 bin=$2 pidfile=$STATE/$1.pid pid
-  if pid_alive "$pidfile" "$bin"; then
-    pid=$(cat "$pidfile")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 80); do
-      running "$pid" || break
-      sleep 0.25
-    done
-    if running "$pid"; then
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-    fi
-    running "$pid" && die "$name (pid $pid) is still running after SIGKILL"
-    log "stopped $name (pid $pid)"
-  fi
-  rm -f "$pidfile"
+  stop_process "$1" "$STATE/$1.pid" "$2"
 }
 
 cmd_down() {

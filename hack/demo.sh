@@ -9,34 +9,17 @@
 # Environment: M2M_DEMO_TOKEN_ADDR (127.0.0.1:18080), M2M_DEMO_ADMIN_ADDR (127.0.0.1:18081), and
 # those of hack/cluster.sh (M2M_CLUSTER_DIR, M2M_ETCD_PORT, M2M_APISERVER_PORT).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
 # shellcheck source=hack/common.sh
-source hack/common.sh
-STATE=${M2M_CLUSTER_DIR:-$ROOT/.cluster}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+need_cargo
 OPERATOR_PID=$STATE/operator.pid
 ADMIN_ADDR=${M2M_DEMO_ADMIN_ADDR:-127.0.0.1:18081}
 TOKEN_ADDR=${M2M_DEMO_TOKEN_ADDR:-127.0.0.1:18080}
 ISSUER=${M2M_ISSUER:-http://$TOKEN_ADDR}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-log() { printf '    %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-# shellcheck source=hack/progress.sh
-source hack/progress.sh
-
-stop_operator() {
-  if [ -f "$OPERATOR_PID" ]; then
-    local pid
-    pid=$(cat "$OPERATOR_PID")
-    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q m2m-operator; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      echo "stopped m2m-operator (pid $pid)"
-    fi
-    rm -f "$OPERATOR_PID"
-  fi
-}
+stop_operator() { stop_process m2m-operator "$OPERATOR_PID" m2m-operator; }
 
 case "${1:-}" in
   stop)
@@ -45,7 +28,7 @@ case "${1:-}" in
     exit 0
     ;;
   --use-kubeconfig)
-    [ -n "${KUBECONFIG:-}" ] || [ -f "$HOME/.kube/config" ] || { echo "error: no KUBECONFIG and no ~/.kube/config" >&2; exit 1; }
+    [ -n "${KUBECONFIG:-}" ] || [ -f "$HOME/.kube/config" ] || die "no KUBECONFIG and no ~/.kube/config"
     say "using the cluster of your kubeconfig ($(kubectl config current-context))"
     ;;
   "")
@@ -69,19 +52,18 @@ kubectl apply --server-side --field-manager=m2m-operator-demo -f charts/m2m-oper
 kubectl wait --for=condition=Established --timeout=60s crd/organizations.m2m.dev crd/m2mapps.m2m.dev >/dev/null
 
 say "starting the operator (logs: $STATE/operator.log)"
-stop_operator >/dev/null
+stop_operator
 kubectl create namespace m2m-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 # Global apps (the examples' platform automation) only in the platform namespace.
-M2M_ADMIN_ADDR=$ADMIN_ADDR M2M_TOKEN_ADDR=$TOKEN_ADDR M2M_ISSUER=$ISSUER M2M_NAMESPACE=m2m-system \
-  M2M_GLOBAL_APP_NAMESPACES=m2m-system,platform \
-  M2M_LOG_FORMAT=text setsid "$BIN" run >"$STATE/operator.log" 2>&1 </dev/null &
-echo $! >"$OPERATOR_PID"
-for _ in $(seq 1 60); do
-  curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz" && break
-  kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null || { tail -n 20 "$STATE/operator.log" >&2; echo "error: the operator exited" >&2; exit 1; }
-  sleep 0.5
-done
-curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz" || { echo "error: the operator did not become ready" >&2; exit 1; }
+spawn "$OPERATOR_PID" "$STATE/operator.log" env M2M_ADMIN_ADDR="$ADMIN_ADDR" M2M_TOKEN_ADDR="$TOKEN_ADDR" \
+  M2M_ISSUER="$ISSUER" M2M_NAMESPACE=m2m-system M2M_GLOBAL_APP_NAMESPACES=m2m-system,platform \
+  M2M_LOG_FORMAT=text "$BIN" run
+# By PID alone: until setsid has exec'd the operator, the process's command line is this script's.
+operator_ready() {
+  running "$(cat "$OPERATOR_PID")" || { tail -n 20 "$STATE/operator.log" >&2; die "the operator exited"; }
+  curl -sf -o /dev/null "http://$ADMIN_ADDR/readyz"
+}
+wait_for 30 operator_ready || die "the operator did not become ready"
 
 say "applying examples/"
 kubectl apply --server-side --field-manager=m2m-operator-demo -f examples/
@@ -89,15 +71,8 @@ kubectl wait --for=condition=Ready --timeout=60s -n tenant-acme m2mapp/flags-age
 kubectl wait --for=condition=Ready --timeout=60s -n platform m2mapp/billing-sync >/dev/null
 kubectl get org,m2m -A
 
-decode() { # JWT part -> JSON
-  local part=$1
-  part=$(printf '%s' "$part" | tr '_-' '/+')
-  while [ $(( ${#part} % 4 )) -ne 0 ]; do part="$part="; done
-  printf '%s' "$part" | base64 -d
-}
-secret_key() { # namespace app key
-  kubectl get secret -n "$1" "$2-credentials" -o jsonpath="{.data.$3}" | base64 -d
-}
+decode() { printf '%s' "$1" | b64url_decode; } # JWT part -> JSON
+secret_key() { secret_value "$1" "$2-credentials" "$3"; } # namespace app key
 token_status() { # client_id client_secret -> HTTP status of a token request
   curl -s -o /dev/null -w '%{http_code}' -u "$1:$2" -d grant_type=client_credentials "http://$TOKEN_ADDR/oauth2/token"
 }
@@ -107,7 +82,7 @@ show_token() { # namespace app
   secret=$(secret_key "$1" "$2" client_secret)
   response=$(curl -s -u "$id:$secret" -d grant_type=client_credentials "http://$TOKEN_ADDR/oauth2/token")
   token=$(printf '%s' "$response" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
-  [ -n "$token" ] || { echo "error: no token for $1/$2: $response" >&2; exit 1; }
+  [ -n "$token" ] || die "no token for $1/$2: $response"
   echo "header:  $(decode "${token%%.*}")"
   local rest=${token#*.}
   echo "payload: $(decode "${rest%%.*}")"
@@ -124,13 +99,10 @@ revision() { kubectl get m2mapp -n tenant-acme flags-agent -o jsonpath='{.status
 old_revision=$(revision)
 kubectl annotate m2mapp -n tenant-acme flags-agent "m2m.dev/rotate=demo-$(date +%s)" --overwrite >/dev/null
 new=$old
-for _ in $(seq 1 60); do
-  new=$(secret_key tenant-acme flags-agent client_secret)
-  [ "$new" != "$old" ] && break
-  sleep 0.5
-done
-[ "$new" != "$old" ] || die "the Secret did not get a new client_secret within 30s"
-for _ in $(seq 1 20); do [ "$(revision)" != "$old_revision" ] && break; sleep 0.5; done
+secret_changed() { new=$(secret_key tenant-acme flags-agent client_secret) && [ "$new" != "$old" ]; }
+wait_for 30 secret_changed || die "the Secret did not get a new client_secret within 30s"
+revision_changed() { [ "$(revision)" != "$old_revision" ]; }
+wait_for 10 revision_changed || true
 echo "client_id unchanged: $id"
 echo "old client_secret -> HTTP $(token_status "$id" "$old") (accepted until the grace period ends)"
 echo "new client_secret -> HTTP $(token_status "$id" "$new")"

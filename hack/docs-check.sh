@@ -13,14 +13,16 @@
 #
 #   hack/docs-check.sh          check everything
 #   hack/docs-check.sh --list   show each block with its file, line and mode
+#
+# Environment: the demo's own ports, all on 127.0.0.1: M2M_DOCS_ETCD_PORT (23890; its peer port
+# is 10 above), M2M_DOCS_APISERVER_PORT (26543), M2M_DOCS_TOKEN_PORT (18180), M2M_DOCS_ADMIN_PORT
+# (18181); they differ from those of hack/cluster.sh and hack/demo.sh, so a running demo or test
+# plane is not disturbed.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
 # shellcheck source=hack/common.sh
-source hack/common.sh
-
-say() { printf '\n==> %s\n' "$*"; }
-die() { printf 'docs-check: error: %s\n' "$*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+need_cargo
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/m2m-docs-check.XXXXXX")
 BLOCKS=$WORK/blocks
@@ -80,10 +82,10 @@ run_blocks() {
   done <"$WORK/manifest"
 }
 
-say "blocks that need no cluster"
+step "blocks that need no cluster"
 run_blocks local
 
-say "the demo on a control plane of its own"
+step "the demo on a control plane of its own"
 export M2M_CLUSTER_DIR=$WORK/cluster M2M_ETCD_PORT=${M2M_DOCS_ETCD_PORT:-23890}
 export M2M_APISERVER_PORT=${M2M_DOCS_APISERVER_PORT:-26543}
 export M2M_DEMO_TOKEN_ADDR=127.0.0.1:${M2M_DOCS_TOKEN_PORT:-18180}
@@ -101,11 +103,11 @@ export KUBECONFIG PATH
 demo_credentials() {
   local key
   for key in client_id client_secret token_url; do
-    export "${key^^}=$(kubectl get secret -n tenant-acme flags-agent-credentials -o jsonpath="{.data.$key}" | base64 -d)"
+    export "${key^^}=$(secret_value tenant-acme flags-agent-credentials "$key")"
   done
 }
 run_blocks demo
 hack/demo.sh stop >/dev/null
 
 skipped=$(grep -c $'^skip ' "$WORK/manifest" || true)
-say "docs-check: $ran blocks ran and passed, $skipped skipped with a reason (hack/docs-check.sh --list)"
+step "docs-check: $ran blocks ran and passed, $skipped skipped with a reason (hack/docs-check.sh --list)"

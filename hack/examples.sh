@@ -17,9 +17,10 @@
 #
 # Environment: M2M_CACHE_DIR (default ~/.cache/m2m-operator), PYTHON (default python3).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
-CACHE=${M2M_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/m2m-operator}
+CACHE=$M2M_CACHE_DIR
 VENV=$CACHE/venv-verify-api
 
 if [ -z "${KUBECONFIG:-}" ] || ! command -v kubectl >/dev/null 2>&1; then
@@ -30,7 +31,6 @@ fi
 
 checks=0
 ok() { checks=$((checks + 1)); printf '  ok  %s\n' "$*"; }
-die() { printf 'examples: error: %s\n' "$*" >&2; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/m2m-examples.XXXXXX") # 0700: it holds client secrets
 PSS_NAMESPACE=
 cleanup() {
@@ -52,13 +52,6 @@ mount_secret() { # namespace app -> the dir holding every key of the app's Secre
   echo "$dir"
 }
 is_jwt() { [[ $1 =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]]; }
-b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
-unb64url() {
-  local s
-  s=$(tr '_-' '/+')
-  while [ $((${#s} % 4)) -ne 0 ]; do s="$s="; done
-  printf '%s' "$s" | base64 -d
-}
 
 venv() { # (re)creates the verifier's venv when requirements.txt or the interpreter changed
   local python=${PYTHON:-python3} want
@@ -94,7 +87,7 @@ grep -qxF "scope: $(cat "$acme/scope")" <<<"$out" || die "verify.py's scope is n
 grep -qxF "client_id: $(cat "$acme/client_id")" <<<"$out" || die "verify.py's client_id is not the Secret's"
 ok "verify.py: signature, iss, aud, exp, typ; org_code org_123, the Secret's scope and client_id"
 IFS=. read -r header payload signature <<<"$token"
-forged=$header.$(unb64url <<<"$payload" | sed 's/"org_code":"org_123"/"org_code":"org_999"/' | b64url).$signature
+forged=$header.$(b64url_decode <<<"$payload" | sed 's/"org_code":"org_123"/"org_code":"org_999"/' | b64url_encode).$signature
 [ "$forged" != "$token" ] || die "could not edit the token's org_code"
 if out=$(verify "$(cat "$acme/issuer")" https://api.example.com "$forged" 2>&1); then
   die "verify.py accepted a token whose org_code was edited: $out"

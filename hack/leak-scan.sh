@@ -11,8 +11,9 @@
 # Besides the exact values, the scan also fails on anything shaped like a client secret
 # (m2msec_...), a PHC argon2id hash or a JWT in the logs, bodies or objects.
 set -euo pipefail
+# shellcheck source=hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DIR=${1:?usage: hack/leak-scan.sh DIR}
-die() { printf '[leak-scan] error: %s\n' "$*" >&2; exit 1; }
 
 [ -s "$DIR/watch" ] || die "no secrets, hashes or tokens were recorded in $DIR/watch: the scan would prove nothing"
 [ -d "$DIR/logs" ] || die "no operator logs under $DIR/logs"
@@ -22,12 +23,12 @@ targets=("$DIR/logs" "$DIR/objects")
 
 found=0
 if hits=$(grep -rlF -f "$DIR/watch.unique" "${targets[@]}"); then
-  printf '[leak-scan] a watched value appears in:\n%s\n' "$hits" >&2
+  log "a watched value appears in:"$'\n'"$hits"
   found=1
 fi
 shapes='m2msec_[A-Za-z0-9_-]{20,}|\$argon2id\$v=|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}'
 if hits=$(grep -rnoE "$shapes" "${targets[@]}" | cut -c1-160 | head -n 20); then
-  printf '[leak-scan] something shaped like a secret, hash or token appears at:\n%s\n' "$hits" >&2
+  log "something shaped like a secret, hash or token appears at:"$'\n'"$hits"
   found=1
 fi
 [ "$found" = 0 ] || die "secrets leaked (see above)"
@@ -36,5 +37,4 @@ values=$(wc -l <"$DIR/watch.unique")
 lines=$(cat "$DIR"/logs/* | wc -l)
 objects=$(find "$DIR/objects" -type f 2>/dev/null | wc -l)
 bodies=$( [ -f "$DIR/bodies" ] && wc -l <"$DIR/bodies" || echo 0)
-printf '[leak-scan] clean: %s secrets/hashes/tokens searched for in %s log lines of %s operator runs, %s error bodies, %s saved Event/status dumps\n' \
-  "$values" "$lines" "$(find "$DIR/logs" -type f | wc -l)" "$bodies" "$objects"
+log "clean: $values secrets/hashes/tokens searched for in $lines log lines of $(find "$DIR/logs" -type f | wc -l) operator runs, $bodies error bodies, $objects saved Event/status dumps"

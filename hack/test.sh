@@ -4,12 +4,11 @@
 #   local control plane, which is started here (built on first use) and stopped again afterwards
 #   if this script started it. Set M2M_KEEP_CLUSTER=1 to leave it running.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
 # shellcheck source=hack/common.sh
-source hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+need_cargo
 
-step() { printf '\n==> %s\n' "$*"; }
 started_at=$SECONDS
 
 step "control plane"

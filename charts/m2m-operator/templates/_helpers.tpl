@@ -67,21 +67,7 @@ wrong for production: clients outside the cluster and verifiers need the public 
 {{- end }}
 {{- end }}
 
-{{/* host:port for a listener; IPv6 hosts are written in brackets by the user ("[::]"). */}}
-{{- define "m2m-operator.listen" -}}
-{{- printf "%s:%d" .root.Values.bindAddress (int .port) }}
-{{- end }}
-
 {{/* Where the token listener's certificate and key are mounted when tls.enabled. */}}
 {{- define "m2m-operator.tlsDir" -}}
 /etc/m2m-operator/tls
-{{- end }}
-
-{{/* A map as key=value pairs joined by commas, in key order (M2M_GLOBAL_APP_NAMESPACE_LABELS). */}}
-{{- define "m2m-operator.labelPairs" -}}
-{{- $pairs := list }}
-{{- range $k, $v := . }}
-{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
-{{- end }}
-{{- join "," $pairs }}
 {{- end }}
