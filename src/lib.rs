@@ -11,13 +11,9 @@ pub mod controller;
 pub mod crd;
 pub mod crd_reference;
 pub mod credentials;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod leader;
 pub mod metrics;
 pub mod rotation;
 pub mod telemetry;
 pub mod tenancy;
-#[doc(hidden)]
-pub mod testing;
 pub mod token;

@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod token_fixture;
-
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use m2m_operator::credentials::generate::client_id;
 use serde_json::{Value, json};
 
-use token_fixture::*;
+use m2m_operator_testkit::token_http::*;
 
 /// Log lines written through the operator's JSON format, kept in memory.
 #[derive(Clone, Default)]

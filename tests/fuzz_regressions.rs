@@ -8,7 +8,7 @@ use std::path::Path;
 fn every_seed_and_regression_input_passes_its_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut replayed = 0;
-    for (target, run) in m2m_operator::fuzzing::TARGETS {
+    for (target, run) in m2m_operator_testkit::fuzzing::TARGETS {
         for dir in ["seeds", "regressions"] {
             let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
                 continue;

@@ -9,8 +9,6 @@ use std::process::{Command, Output};
 use axum::{body::Body, http::Request};
 use m2m_operator::config::JWKS_MAX_AGE;
 
-mod token_fixture;
-
 /// Runs `m2m-operator run <args>` with no cluster to talk to (a configuration that passes the
 /// checks fails later, on the kubeconfig).
 fn run(args: &[&str]) -> Output {
@@ -73,7 +71,7 @@ fn valid_settings_pass_the_checks() {
 
 #[tokio::test]
 async fn the_jwks_is_served_with_the_cache_age_the_checks_assume() {
-    let f = token_fixture::Fixture::new();
+    let f = m2m_operator_testkit::token_http::Fixture::new();
     let (status, headers, _) = f
         .call(
             Request::get("/.well-known/jwks.json")

@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod token_fixture;
-
 use std::{sync::Arc, time::Duration};
 
 use axum::{
@@ -20,7 +18,7 @@ use m2m_operator::{
         authn::source::{TrustedProxies, parse_network},
     },
 };
-use token_fixture::*;
+use m2m_operator_testkit::token_http::*;
 
 /// A token request of `app` with `secret`, sent through a proxy that says it came from `from`.
 fn via_proxy(app: &App, secret: &str, from: &str) -> Request<Body> {

@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod token_fixture;
-
 use std::time::Duration;
 
 use axum::{
@@ -14,8 +12,8 @@ use axum::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use k8s_openapi::jiff::Timestamp;
 use m2m_operator::{credentials::generate::client_id, token::metrics::OutcomeLabels};
+use m2m_operator_testkit::token_http::*;
 use serde_json::{Value, json};
-use token_fixture::*;
 
 #[tokio::test]
 async fn basic_auth_gets_a_verifiable_rfc9068_token_with_org_code() {

@@ -11,10 +11,8 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use m2m_operator::{credentials::generate::client_id, token};
-use token_fixture::{ACME, listen, service, world};
+use m2m_operator_testkit::token_http::{ACME, listen, service, world};
 use tokio_util::sync::CancellationToken;
-
-mod token_fixture;
 
 /// The head of a token request whose body (`grant_type=client_credentials`) follows.
 fn request_head(keep_alive: bool) -> String {

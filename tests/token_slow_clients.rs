@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod token_fixture;
-
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -15,7 +13,7 @@ use m2m_operator::{
     credentials::generate::client_id,
     token::{self, listener::conn::ConnectionLimits},
 };
-use token_fixture::*;
+use m2m_operator_testkit::token_http::*;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

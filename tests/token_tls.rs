@@ -4,10 +4,8 @@
 
 use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
-use m2m_operator::{
-    testing::World,
-    token::{self, TokenConfig, TokenService},
-};
+use m2m_operator::token::{self, TokenConfig, TokenService};
+use m2m_operator_testkit::world::World;
 use tokio_util::sync::CancellationToken;
 
 fn self_signed(dir: &Path, name: &str) {

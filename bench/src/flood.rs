@@ -8,9 +8,9 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use m2m_operator::{
     admin,
     credentials::{generate::ClientSecret, hash},
-    testing,
     token::{self, TokenService, jwt::Algorithm},
 };
+use m2m_operator_testkit::world as testing;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 

@@ -7,9 +7,9 @@
 mod breakdown;
 mod cluster;
 mod coldstart;
-mod fixtures;
+use m2m_operator_testkit::cluster::tenants as fixtures;
 mod flood;
-mod http;
+use m2m_operator_testkit::raw_http as http;
 mod load;
 mod memory;
 mod procfs;

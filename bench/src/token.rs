@@ -16,13 +16,13 @@ use m2m_operator::{
         generate::{ClientSecret, client_id},
         hash,
     },
-    testing::{self, FixtureApp, World},
     token::{
         self, TokenConfig, TokenService,
         claims::{self, Granted},
         jwt::Algorithm,
     },
 };
+use m2m_operator_testkit::world::{self as testing, FixtureApp, World};
 use tokio_util::sync::CancellationToken;
 
 use crate::{

@@ -1,3 +1,3 @@
 #![no_main]
-// The target's body and its invariants live in the library: m2m_operator::fuzzing::duration.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| m2m_operator::fuzzing::duration(data));
+// The target's body and its invariants live in the library: m2m_operator_testkit::fuzzing::duration.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| m2m_operator_testkit::fuzzing::duration(data));

@@ -11,7 +11,8 @@ use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
-use m2m_operator::{api::M2MApp, testing::install};
+use m2m_operator::api::M2MApp;
+use m2m_operator_testkit::install;
 use serde_json::{Value, json};
 
 use crate::{

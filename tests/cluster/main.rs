@@ -4,20 +4,18 @@
 // Test helpers panic on purpose: a panic is how a test reports the failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The harness (test kit): every test names these as `crate::common`, `crate::fixtures`, ...
+pub use m2m_operator_testkit::cluster::{api_proxy, common, fixtures, http, operator};
+
 mod admission;
-mod api_proxy;
 mod attacks;
 mod attacks_token;
 mod chaos;
-mod common;
 mod controller;
 mod crds;
 mod fencing;
-mod fixtures;
 mod ha;
-mod http;
 mod load;
-mod operator;
 mod rbac;
 mod robustness;
 mod rotation;

@@ -1,8 +1,5 @@
 //! Building a filled [`Cache`] and a key ring without a cluster, for the HTTP tests, the
-//! benchmarks and the fuzzers; [`install`] puts what the operator needs into a real cluster for
-//! the cluster tests and the scale benchmarks. Not used by the operator.
-
-pub mod install;
+//! benchmarks and the fuzzers.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use k8s_openapi::{
@@ -10,7 +7,7 @@ use k8s_openapi::{
 };
 use kube::core::{ObjectMeta, PartialObjectMeta};
 
-use crate::{
+use m2m_operator::{
     api::{M2MApp, M2MAppSpec, Organization, OrganizationRef, OrganizationSpec},
     cache::{Cache, CacheWriters, put},
     credentials::{

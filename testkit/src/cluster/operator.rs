@@ -1,6 +1,7 @@
 //! Runs the real `m2m-operator` binary against the test control plane.
 
 use std::{
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -31,17 +32,23 @@ pub struct Options {
     /// other things can use them; the operator's own default (its namespace only) is tested
     /// with this off.
     pub global_apps_in_test_namespaces: bool,
+    /// `M2M_ISSUER`.
+    pub issuer: String,
+    /// Where the process's log goes (default: the leak scan's folder, or a temporary one).
+    pub log_dir: Option<PathBuf>,
     pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        let sfx = crate::common::suffix();
+        let sfx = crate::cluster::common::suffix();
         Self {
             lease_name: format!("m2m-test-{sfx}"),
             identity: format!("test-{sfx}"),
             lease_duration: "15s",
             global_apps_in_test_namespaces: true,
+            issuer: ISSUER.to_owned(),
+            log_dir: None,
             extra_env: Vec::new(),
         }
     }
@@ -54,10 +61,29 @@ pub struct Operator {
     pub token_port: u16,
     pub options: Options,
     pub log: PathBuf,
+    /// When the process was started.
+    pub started: Instant,
+}
+
+/// The `m2m-operator` binary: `M2M_OPERATOR_BIN`, else the one cargo built beside the running
+/// test or benchmark (`target/<profile>/m2m-operator`; integration tests run from
+/// `target/<profile>/deps/`, and cargo builds a package's binaries before its integration tests).
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("M2M_OPERATOR_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().expect("a folder");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>")
+    } else {
+        dir
+    };
+    dir.join("m2m-operator")
 }
 
 pub async fn ensure_operator_namespace(client: &Client) {
-    m2m_operator::testing::install::namespace(client, OPERATOR_NAMESPACE).await;
+    crate::install::namespace(client, OPERATOR_NAMESPACE).await;
 }
 
 fn free_port() -> u16 {
@@ -74,9 +100,9 @@ impl Operator {
     }
 
     pub async fn start_with(client: &Client, options: Options) -> Self {
-        crate::common::install_crds(client).await;
+        crate::cluster::common::install_crds(client).await;
         ensure_operator_namespace(client).await;
-        crate::common::install_operator_rbac(client).await;
+        crate::cluster::common::install_operator_rbac(client).await;
         let mut op = Self::spawn(options);
         op.wait_ready().await;
         op
@@ -86,17 +112,19 @@ impl Operator {
     pub fn spawn(options: Options) -> Self {
         let admin_port = free_port();
         let token_port = free_port();
-        let dir = crate::common::leak_dir()
-            .map(|d| d.join("logs"))
-            .unwrap_or_else(|| std::env::temp_dir().join("m2m-operator-test-logs"));
+        let dir = options.log_dir.clone().unwrap_or_else(|| {
+            crate::cluster::common::leak_dir()
+                .map(|d| d.join("logs"))
+                .unwrap_or_else(|| std::env::temp_dir().join("m2m-operator-test-logs"))
+        });
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{}-{}.log", options.identity, admin_port));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_m2m-operator"));
+        let mut cmd = Command::new(binary());
         cmd.arg("run")
             .env("M2M_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("M2M_TOKEN_ADDR", format!("127.0.0.1:{token_port}"))
-            .env("M2M_ISSUER", ISSUER)
+            .env("M2M_ISSUER", &options.issuer)
             .env("M2M_NAMESPACE", OPERATOR_NAMESPACE)
             .env("M2M_LEASE_NAME", &options.lease_name)
             .env("M2M_POD_NAME", &options.identity)
@@ -120,13 +148,17 @@ impl Operator {
         for (k, v) in &options.extra_env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start m2m-operator");
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
         Self {
             child: Some(child),
             admin_port,
             token_port,
             options,
             log,
+            started,
         }
     }
 
@@ -170,44 +202,32 @@ impl Operator {
         }
     }
 
-    /// The status and body of `/healthz` (None when nothing answers).
-    pub async fn healthz(&self) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}/healthz", self.admin_port);
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new("curl")
-                .args(["-s", "-w", "\n%{http_code}", "--max-time", "2", &url])
-                .output()
-                .ok()?;
-            let text = String::from_utf8(out.stdout).ok()?;
-            let (body, code) = text.rsplit_once('\n')?;
-            Some((code.parse().ok()?, body.to_owned()))
-        })
-        .await
-        .ok()
-        .flatten()
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
     }
 
-    async fn admin_status(&self, path: &str) -> Option<u16> {
-        let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new("curl")
-                .args([
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "--max-time",
-                    "2",
-                    &url,
-                ])
-                .output()
-                .ok()?;
-            String::from_utf8(out.stdout).ok()?.parse().ok()
-        })
-        .await
-        .ok()
-        .flatten()
+    /// The token listener's address.
+    pub fn token_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.token_port))
+    }
+
+    /// The status and body of an admin path (None when nothing answers).
+    async fn admin_get(&self, path: &'static str) -> Option<(u16, String)> {
+        let addr = self.admin_addr();
+        tokio::task::spawn_blocking(move || crate::raw_http::get(addr, path).ok())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The status and body of `/healthz` (None when nothing answers).
+    pub async fn healthz(&self) -> Option<(u16, String)> {
+        self.admin_get("/healthz").await
+    }
+
+    async fn admin_status(&self, path: &'static str) -> Option<u16> {
+        self.admin_get(path).await.map(|(status, _)| status)
     }
 
     /// The token endpoint's base URL.
@@ -215,18 +235,12 @@ impl Operator {
         format!("http://127.0.0.1:{}", self.token_port)
     }
 
-    /// The body of `/metrics`.
+    /// The body of `/metrics` (empty when the operator does not answer).
     pub async fn metrics(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.admin_port);
-        tokio::task::spawn_blocking(move || {
-            let out = Command::new("curl")
-                .args(["-s", "--max-time", "5", &url])
-                .output()
-                .expect("curl");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-        .await
-        .expect("metrics")
+        match self.admin_get("/metrics").await {
+            Some((200, body)) => body,
+            _ => String::new(),
+        }
     }
 
     /// A value of `/metrics` (0 when the series does not exist yet).
@@ -241,10 +255,16 @@ impl Operator {
     }
 
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_ready_within(Duration::from_secs(60)).await;
+    }
+
+    /// Waits until `/readyz` answers 200 (polling every 10 ms), panicking after `timeout`;
+    /// returns the time since the process started.
+    pub async fn wait_ready_within(&mut self, timeout: Duration) -> Duration {
+        let deadline = Instant::now() + timeout;
         loop {
             if self.admin_status("/readyz").await == Some(200) {
-                return;
+                return self.started.elapsed();
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!(
@@ -254,10 +274,10 @@ impl Operator {
             }
             assert!(
                 Instant::now() < deadline,
-                "m2m-operator not ready in 60s; log:\n{}",
+                "m2m-operator not ready in {timeout:?}; log:\n{}",
                 self.log_tail()
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -13,7 +13,7 @@ use m2m_operator::{
 };
 use serde_json::{Value, json};
 
-use crate::{
+use crate::cluster::{
     common::{self, TEST_MANAGER, wait_for},
     operator::OPERATOR_NAMESPACE,
 };

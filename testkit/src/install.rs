@@ -40,9 +40,10 @@ pub fn service_account_groups(namespace: &str) -> Vec<String> {
     ]
 }
 
-/// The repository (this crate's root).
+/// The repository (the operator crate's root, one level above this test kit).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let kit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    kit.parent().map(PathBuf::from).unwrap_or(kit)
 }
 
 /// The CRDs as checked in under `charts/m2m-operator/crds/`, by file name.

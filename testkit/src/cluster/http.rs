@@ -38,10 +38,10 @@ pub async fn post_form(
     let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     if code == 200 {
         if let Some(token) = body["access_token"].as_str() {
-            crate::common::watch(token);
+            crate::cluster::common::watch(token);
         }
     } else {
-        crate::common::error_body(&body.to_string());
+        crate::cluster::common::error_body(&body.to_string());
     }
     (code, body)
 }
@@ -90,7 +90,7 @@ pub async fn post_raw(
     .expect("curl task");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    crate::common::error_body(body);
+    crate::cluster::common::error_body(body);
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 

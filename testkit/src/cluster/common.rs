@@ -2,25 +2,25 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::install;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
     api::{DeleteParams, PostParams},
 };
-use m2m_operator::testing::install;
 use tokio::sync::OnceCell;
 
 pub const TEST_MANAGER: &str = "m2m-cluster-tests";
 
-pub use m2m_operator::testing::install::repo_root;
+pub use crate::install::repo_root;
 
 /// A client for the test control plane. Panics with a clear message when there is none.
 pub async fn client() -> Client {
     let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
     assert!(
         !kubeconfig.is_empty(),
-        "KUBECONFIG is not set: cluster tests need the control plane from `hack/cluster.sh up`; \
-         run them with `hack/test.sh`"
+        "KUBECONFIG is not set: cluster tests and benchmarks need a control plane from \
+         `hack/cluster.sh up`; run them with `hack/test.sh` or `hack/bench.sh`"
     );
     let client = Client::try_default()
         .await

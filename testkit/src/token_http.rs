@@ -1,8 +1,6 @@
 //! The token endpoint's in-process fixture, shared by the HTTP tests: the real router and
 //! handlers over a cache filled with three Organizations and five apps.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
@@ -17,11 +15,12 @@ use m2m_operator::{
         generate::{ClientSecret, client_id},
         hash,
     },
-    testing::{self, FixtureApp, World},
     token::{self, TokenConfig, TokenService, jwt::Algorithm},
 };
 use serde_json::Value;
 use tower::ServiceExt;
+
+use crate::world::{self as testing, FixtureApp, World};
 
 pub const ISSUER: &str = "https://m2m.example.com";
 pub const NS: &str = "m2m-system";
@@ -154,6 +153,12 @@ pub fn service_with(
     ));
     service.set_keys(testing::key_ring(Algorithm::ES256).unwrap());
     service
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Fixture {

@@ -77,7 +77,7 @@ impl ApiProxy {
         });
         let kubeconfig = std::env::temp_dir().join(format!(
             "m2m-proxy-{}-{port}.kubeconfig",
-            crate::common::suffix()
+            crate::cluster::common::suffix()
         ));
         std::fs::write(
             &kubeconfig,

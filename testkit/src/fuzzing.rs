@@ -8,7 +8,7 @@
 
 use axum::http::HeaderValue;
 
-use crate::{
+use m2m_operator::{
     api::{
         M2MApp, Organization, duration,
         validation::{is_audience, is_scope_token},
