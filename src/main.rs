@@ -138,6 +138,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let cache = Cache::start(&client, &config.namespace, shutdown.clone());
     let metrics = Arc::new(Metrics::register(&mut registry, cache.apps.clone()));
+    cache.unreadable.register(&mut registry);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let service = Arc::new(TokenService::new(
         cache.clone(),
