@@ -11,6 +11,7 @@ mod attacks_token;
 mod chaos;
 mod common;
 mod controller;
+mod crd_limits;
 mod crds;
 mod fencing;
 mod fixtures;
