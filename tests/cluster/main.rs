@@ -24,3 +24,4 @@ mod robustness;
 mod rotation;
 mod signing_keys;
 mod tokens;
+mod unreadable;
