@@ -83,7 +83,8 @@ async fn wait_token_status(op: &Operator, id: &str, secret: &str, want: u16, wha
     wait_for(what, Duration::from_secs(15), || async {
         match http::token(&op.url(), id, secret, &[]).await {
             (status, _) if status == want => Ok(()),
-            (status, body) => Err(format!("{status} {body}")),
+            // The error, never a token.
+            (status, body) => Err(format!("{status} {}", body["error"])),
         }
     })
     .await;
