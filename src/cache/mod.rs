@@ -8,7 +8,7 @@
 //! - Namespaces and the tenant Secrets the operator manages: metadata only (labels, owners).
 //! - Client records: Secrets in the operator's namespace, with data (they hold the hashes).
 //!
-//! Every watch lists in pages of [`PAGE_SIZE`] objects.
+//! The watches of what others write list in pages of [`PAGE_SIZE`] objects.
 
 mod guarded;
 pub mod strip;
@@ -52,11 +52,15 @@ use crate::{
 /// How many changes a slow subscriber may fall behind before it resyncs everything.
 const CHANGE_BUFFER: usize = 16 * 1024;
 
-/// Objects per page of a watch's initial list (and relists). A page is one response, buffered
-/// and parsed whole; the API server stores objects of up to ~1.5 MiB (etcd's request limit) and
-/// a tenant chooses how large its M2MApps' metadata are, so a page of maximal objects is ~15 MiB
-/// of JSON, ~60 MiB with its parsed form (docs/operations.md, memory). kube's default of 500
-/// would be 750 MiB of JSON. Typical objects are 2-5 KiB: 10,000 apps list in 1,000 requests.
+/// Objects per page of the initial list (and relists) of every watch of objects others write
+/// (M2MApps, Organizations, Namespaces, tenant Secrets; the client records are the operator's
+/// own, ~2 KB each, and keep kube's 500). A page is one response, buffered and parsed whole,
+/// which measured ~2.6-3x its JSON at the peak; the API server stores objects of up to ~1.5 MiB
+/// (etcd's default request limit) and a tenant chooses how large its M2MApps' metadata are. So
+/// a page of maximal objects is ~15 MiB of JSON, ~45 MiB at the peak; at kube's 500 it would be
+/// 750 MiB (measured: 500 M2MApps of 210 KB on average in one page took the operator to 376 MiB,
+/// pages of 10 to 118 MiB). Typical objects are 2-5 KB: 10,000 apps list in 1,000 requests of
+/// ~3-6 ms each (docs/operations.md, memory).
 pub const PAGE_SIZE: u32 = 10;
 
 /// One observed change (an apply or a delete) of a cached object.
@@ -153,7 +157,7 @@ impl Cache {
         spawn_stream(
             watcher(
                 Api::<Secret>::namespaced(client.clone(), operator_namespace),
-                config().labels(&records_selector),
+                watcher::Config::default().labels(&records_selector),
             )
             .default_backoff()
             .modify(strip::own)
