@@ -321,3 +321,66 @@ async fn maximal_objects_are_accepted_and_their_template_fits_a_secret() {
     let _ = orgs.delete(&org_name, &DeleteParams::default()).await;
     ns.delete().await;
 }
+
+/// `status.rotation.lastHandledRotateRequest` is bounded (128 characters) while the annotation
+/// it records is not: a longer value rotates once, is recorded as its digest, and does not
+/// rotate again.
+#[tokio::test]
+async fn a_rotate_value_longer_than_status_allows_rotates_once() {
+    use std::time::Duration;
+
+    use kube::api::{Patch, PatchParams};
+    use m2m_operator::api::M2MApp;
+
+    use crate::{common::wait_for, fixtures::*, http, operator::Operator};
+
+    let client = common::client().await;
+    let op = Operator::start(&client).await;
+    let ns = TestNamespace::new(&client, "m2m-long-rotate").await;
+    let org = org_name("long-rotate");
+    apply_org(&client, &org, json!({"namespaces": [ns.name]})).await;
+    let spec = json!({"organizationRef": {"name": org}, "audiences": ["api"],
+                      "rotation": {"gracePeriod": "0s"}});
+    apply_app(&client, &ns.name, "long", spec).await;
+    wait_app_reason(&client, &ns.name, "long", "True", "CredentialsIssued").await;
+    let (id, old) = credentials(&client, &ns.name, "long").await;
+
+    let apps: Api<M2MApp> = Api::namespaced(client.clone(), &ns.name);
+    let value = format!("leak-{}", "x".repeat(300));
+    apps.patch(
+        "long",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"m2m.dev/rotate": value}}})),
+    )
+    .await
+    .expect("annotate");
+    let handled = wait_for(
+        "the rotation recorded in status",
+        Duration::from_secs(20),
+        || async {
+            let app = get_app(&client, &ns.name, "long").await;
+            let rotation = app.status.and_then(|s| s.rotation).unwrap_or_default();
+            match rotation.last_handled_rotate_request {
+                Some(h) if rotation.revision == 2 => Ok(h),
+                other => Err(format!("revision {} handled {other:?}", rotation.revision)),
+            }
+        },
+    )
+    .await;
+    assert!(
+        handled.starts_with("sha256:") && handled.len() == 71,
+        "{handled}"
+    );
+    let (_, new) = credentials(&client, &ns.name, "long").await;
+    assert_ne!(new, old);
+    assert_eq!(http::token(&op.url(), &id, &new, &[]).await.0, 200);
+    // Nothing rotates again for the same value.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let app = get_app(&client, &ns.name, "long").await;
+    let revision = app.status.and_then(|s| s.rotation).map(|r| r.revision);
+    assert_eq!(revision, Some(2));
+    assert_eq!(credentials(&client, &ns.name, "long").await.1, new);
+
+    delete_org(&client, &org).await;
+    ns.delete().await;
+}
