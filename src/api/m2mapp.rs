@@ -151,7 +151,9 @@ pub struct SecretTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct RotationSpec {
     /// Rotate the client secret automatically this long after the last rotation (e.g. `720h`).
-    /// At least 1m. Unset: rotate only on request (the `m2m.dev/rotate` annotation).
+    /// At least 1m; a schedule waits for the grace period, so only a `gracePeriod` under a minute
+    /// rotates that often (each rotation costs the leader one argon2id hash and four writes).
+    /// Unset: rotate only on request (the `m2m.dev/rotate` annotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),

@@ -119,11 +119,13 @@ impl Guard {
                 (Some(watcher::Event::InitApply(obj)), After::Nothing)
             }
             watcher::Event::InitApply(DeserializeGuard(Err(invalid))) => {
-                // Until the list ends the store still has the old version: mark it now.
+                // The store keeps serving the old list until this one ends: take the object's
+                // old version out of it now (a delete goes to the store, not the list's buffer).
                 let object = self.unreadable(&invalid);
                 self.unreadable.mark(object.clone());
                 self.listing.push(object);
-                (None, After::Nothing)
+                let tombstone = K::tombstone(invalid.metadata);
+                (Some(watcher::Event::Delete(tombstone)), After::Nothing)
             }
             watcher::Event::InitDone => (
                 Some(watcher::Event::InitDone),
@@ -320,10 +322,14 @@ mod tests {
         let mut p = Pipeline::new();
         p.feed(vec![Init, InitApply(good(1)), InitDone], 3);
 
-        // Relisted while unreadable (the watch restarted): left out, still listed.
-        let other = app("y", 2, json!(["api"]));
-        p.feed(vec![Init, InitApply(bad(2)), InitApply(other)], 2);
+        // Relisted while unreadable (the watch restarted): left out, still listed, and its old
+        // version gone from the store before the list ends.
+        p.feed(vec![Init, InitApply(bad(2))], 2);
         assert_eq!(p.unreadable_names(), ["x"], "marked before the list ends");
+        assert!(
+            p.cached().is_none(),
+            "no stale version while the list goes on"
+        );
         p.feed(vec![InitDone], 1);
         assert!(p.cached().is_none(), "the relist replaced the old version");
         assert_eq!(p.unreadable_names(), ["x"]);
@@ -337,6 +343,7 @@ mod tests {
 
         // Readable in a relist: cached, not listed.
         p.feed(vec![Apply(bad(3))], 1);
+        assert_eq!(p.unreadable_names(), ["x"]);
         p.feed(vec![Init, InitApply(good(4)), InitDone], 3);
         assert!(p.cached().is_some());
         assert!(p.unreadable_names().is_empty());

@@ -21,7 +21,8 @@ mod load;
 mod operator;
 mod rbac;
 mod robustness;
+// Named to run before the tests after it, which so show that its CRD skew is undone.
+mod robustness_unreadable;
 mod rotation;
 mod signing_keys;
 mod tokens;
-mod unreadable;

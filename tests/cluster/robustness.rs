@@ -78,13 +78,27 @@ async fn freeze_secrets(client: &kube::Client, name: &str, ns: &str) {
     .await;
 }
 
-async fn thaw(client: &kube::Client, name: &str) {
+async fn thaw(client: &kube::Client, name: &str, ns: &str) {
     let _ = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
         .delete(name, &DeleteParams::default())
         .await;
     let _ = Api::<ValidatingAdmissionPolicy>::all(client.clone())
         .delete(name, &DeleteParams::default())
         .await;
+    // The deletion takes effect asynchronously too: wait until a Secret create is accepted.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    wait_for("the policy to be gone", Duration::from_secs(30), || async {
+        let probe: Secret = serde_json::from_value(json!({"metadata": {"name": "probe"}})).unwrap();
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        match secrets.create(&dry_run, &probe).await {
+            Ok(_) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 }
 
 /// Several apps whose Secret the API server refuses (an admission policy, an immutable Secret
@@ -224,7 +238,7 @@ async fn secrets_the_api_server_refuses_cost_one_hash_per_backoff_step_and_other
 
     // Lifting the policy: the stuck apps are issued at their next step (at most 5 min later;
     // a spec change retries at once).
-    thaw(&client, &policy).await;
+    thaw(&client, &policy, &frozen.name).await;
     for i in 0..FROZEN_APPS {
         apps_touch(&client, &frozen.name, &format!("stuck-{i}")).await;
     }
