@@ -7,11 +7,14 @@ use kube::CustomResourceExt;
 
 use crate::api::{M2MApp, Organization};
 
+mod limits;
+
 /// Both CRDs, in the order of their file names under `charts/m2m-operator/crds/` (so `m2m-operator crd`
 /// equals `cat charts/m2m-operator/crds/*.yaml`).
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![M2MApp::crd(), Organization::crd()]
         .into_iter()
+        .map(limits::apply)
         .map(unwrap_descriptions)
         .collect()
 }

@@ -117,6 +117,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
 
     let cache = Cache::start(&client, &config.namespace, shutdown.clone());
     let metrics = Arc::new(Metrics::register(&mut registry, cache.apps.clone()));
+    cache.unreadable.register(&mut registry);
     let (service, latest_keys) = token_service(
         &config,
         &client,

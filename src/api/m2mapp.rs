@@ -37,13 +37,14 @@ pub struct M2MAppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization_ref: Option<OrganizationRef>,
 
-    /// Human-readable name, for people only. Never put into tokens.
+    /// Human-readable name, for people only (at most 256 characters). Never put into tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub display_name: Option<String>,
 
     /// Scopes the app may be granted, each an RFC 6749 scope-token (printable ASCII without
     /// spaces, quotes or backslashes), e.g. `read:users`. A token request may ask for a subset.
+    /// At most 64 scopes of at most 128 characters each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 64),
@@ -54,6 +55,7 @@ pub struct M2MAppSpec {
 
     /// The `aud` values the app's tokens may carry: the APIs it may call. At least one. A token
     /// request may pick one with `audience` or `resource`; by default the token carries all.
+    /// At most 16 audiences of at most 256 characters each.
     #[schemars(
         length(min = 1, max = 16),
         inner(regex(pattern = r"^[!-~]+$"), length(min = 1, max = 256)),
@@ -111,13 +113,36 @@ pub struct OrganizationRef {
 }
 
 /// Metadata copied onto the generated Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecretTemplate {
-    /// Labels added to the Secret. The operator's own labels take precedence.
+    /// Labels added to the Secret. The operator's own labels take precedence. At most 32. Each
+    /// key is a qualified name: an optional DNS-subdomain prefix (at most 253 characters) and
+    /// `/`, then at most 63 letters, digits, `-`, `_` or `.`, beginning and ending with a letter
+    /// or digit (e.g. `example.com/team`). Each value is empty or at most 63 such characters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+        }
+    ))]
+    #[x_kube(validation = kube::core::Rule::new(super::validation::LABEL_KEYS_RULE)
+        .message("secretTemplate.labels: every key must be a qualified name: an optional DNS subdomain of at most 253 characters and '/', then at most 63 characters of [A-Za-z0-9-_.] beginning and ending with a letter or digit"))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the Secret. The operator's own annotations take precedence.
+    /// Annotations added to the Secret. The operator's own annotations take precedence. At most
+    /// 32; keys are qualified names as for `labels` (the prefix in any case); each value at most
+    /// 4096 characters, and all keys and values together at most 16384 bytes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {"type": "string", "maxLength": 4096}
+    ))]
+    #[x_kube(validation = kube::core::Rule::new(super::validation::ANNOTATION_KEYS_RULE)
+        .message("secretTemplate.annotations: every key must be a qualified name: an optional DNS subdomain of at most 253 characters and '/', then at most 63 characters of [A-Za-z0-9-_.] beginning and ending with a letter or digit"))]
+    #[x_kube(validation = kube::core::Rule::new(super::validation::ANNOTATIONS_SIZE_RULE)
+        .message("secretTemplate.annotations: keys and values together must take at most 16384 bytes"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -126,7 +151,9 @@ pub struct SecretTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct RotationSpec {
     /// Rotate the client secret automatically this long after the last rotation (e.g. `720h`).
-    /// At least 1m. Unset: rotate only on request (the `m2m.dev/rotate` annotation).
+    /// At least 1m; a schedule waits for the grace period, so only a `gracePeriod` under a minute
+    /// rotates that often (each rotation costs the leader one argon2id hash and four writes).
+    /// Unset: rotate only on request (the `m2m.dev/rotate` annotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
@@ -163,27 +190,34 @@ impl Default for RotationSpec {
 pub struct M2MAppStatus {
     /// The OAuth 2.0 `client_id`. Stable for the life of the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub client_id: Option<String>,
 
     /// The Secret holding the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub secret_name: Option<String>,
 
     /// The `org_code` the app's tokens carry (absent for a global app).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub organization_code: Option<String>,
 
     /// Effective scopes: what a token may be granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 128)))]
     pub scopes: Vec<String>,
 
     /// Rotation state of the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationStatus>,
 
-    /// `Ready` condition: whether the credentials work, and why not.
+    /// `Ready` condition: whether the credentials work, and why not. At most 8 conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(
+        length(max = 8),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
 
     /// The `metadata.generation` this status describes.
@@ -195,6 +229,7 @@ pub struct M2MAppStatus {
     /// restarted controller need not check an unchanged Secret with argon2id again. Internal;
     /// holds no secret and no hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub verified_secret: Option<String>,
 }
 
@@ -207,18 +242,25 @@ pub struct RotationStatus {
     pub revision: i64,
     /// When the current secret was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub last_rotation_time: Option<Time>,
     /// When the next scheduled rotation happens (only with `spec.rotation.every`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub next_rotation_time: Option<Time>,
     /// When the previous secret stops working (only during a grace period).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub previous_secret_expires_at: Option<Time>,
-    /// The last `m2m.dev/rotate` annotation value acted on.
+    /// The last `m2m.dev/rotate` annotation value acted on (a value longer than 128
+    /// characters as `sha256:` and the hex SHA-256 of the value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub last_handled_rotate_request: Option<String>,
-    /// The last `m2m.dev/revoke-previous` annotation value acted on.
+    /// The last `m2m.dev/revoke-previous` annotation value acted on (a value longer than 128
+    /// characters as `sha256:` and the hex SHA-256 of the value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub last_handled_revoke_request: Option<String>,
 }
 

@@ -36,14 +36,14 @@ pub struct OrganizationSpec {
     #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"), length(min = 1, max = 64))]
     pub code: Option<String>,
 
-    /// Human-readable name, for people only. Never put into tokens.
+    /// Human-readable name, for people only (at most 256 characters). Never put into tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub display_name: Option<String>,
 
     /// Namespaces whose M2MApps may bind to this organization. Combined with
     /// `namespaceSelector` (either one allowing a namespace is enough). When neither is set, no
-    /// namespace may bind.
+    /// namespace may bind. At most 256 namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 256),
@@ -53,12 +53,14 @@ pub struct OrganizationSpec {
     pub namespaces: Option<Vec<String>>,
 
     /// Label selector over Namespaces whose M2MApps may bind to this organization. `{}` selects
-    /// every namespace. Combined with `namespaces`.
+    /// every namespace. Combined with `namespaces`. At most 32 `matchLabels` and 16
+    /// `matchExpressions` of at most 64 values each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
 
     /// Optional ceiling: apps of this organization can never be granted a scope outside this
     /// list. An app asking for more is not Ready (reason ScopesNotAllowed). Unset: no ceiling.
+    /// At most 64 scopes of at most 128 characters each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 64),
@@ -79,15 +81,20 @@ pub struct OrganizationSpec {
 pub struct OrganizationStatus {
     /// The effective code (`spec.code`, or `metadata.name` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub code: Option<String>,
 
     /// Number of M2MApps bound to this organization.
     #[serde(default)]
     pub apps: i32,
 
-    /// `Ready` condition: whether the organization's code is in effect, and why not.
+    /// `Ready` condition: whether the organization's code is in effect, and why not. At most 8
+    /// conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(
+        length(max = 8),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
 
     /// The `metadata.generation` this status describes.

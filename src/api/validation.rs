@@ -23,6 +23,34 @@ pub const MAX_AUDIENCE_LEN: usize = 256;
 /// Most audiences one app may list.
 pub const MAX_AUDIENCES: usize = 16;
 
+/// Most labels, and most annotations, one `secretTemplate` may set.
+pub const MAX_TEMPLATE_ENTRIES: usize = 32;
+/// Longest label value (the API server's own limit).
+pub const MAX_LABEL_VALUE_LEN: usize = 63;
+/// Longest annotation value one `secretTemplate` may set, in characters.
+pub const MAX_ANNOTATION_VALUE_LEN: usize = 4096;
+/// Most bytes (keys and values) of a `secretTemplate`'s annotations together: far below the
+/// API server's 256 KiB for all of a Secret's annotations.
+pub const MAX_TEMPLATE_ANNOTATIONS_BYTES: usize = 16 * 1024;
+/// Longest value of an `m2m.dev/*` request annotation kept as written; longer ones are
+/// remembered as `sha256:<hex>` of the value (see [`crate::cache`]).
+pub const MAX_REQUEST_VALUE_LEN: usize = 128;
+
+/// A label value: empty, or at most 63 letters, digits, `-`, `_`, `.`, beginning and ending
+/// with a letter or digit.
+pub const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+
+/// CEL over a map: every key is a Kubernetes qualified name (an optional DNS-subdomain prefix
+/// of at most 253 characters and `/`, then a name of at most 63 characters of `[A-Za-z0-9]`,
+/// `-`, `_`, `.`, beginning and ending alphanumeric), as the API server checks label keys.
+pub const LABEL_KEYS_RULE: &str = r"self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || size(k.split('/')[0]) <= 253))";
+/// The same for annotation keys, which the API server checks case-insensitively.
+pub const ANNOTATION_KEYS_RULE: &str = r"self.all(k, k.lowerAscii().matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$') && (!k.contains('/') || size(k.split('/')[0]) <= 253))";
+/// CEL: the annotations' keys and values together take at most
+/// [`MAX_TEMPLATE_ANNOTATIONS_BYTES`] bytes.
+pub const ANNOTATIONS_SIZE_RULE: &str =
+    "self.map(k, size(k) + size(bytes(self[k]))).sum() <= 16384";
+
 /// Whether `s` is an RFC 6749 scope-token.
 pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty()

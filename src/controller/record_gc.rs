@@ -1,7 +1,8 @@
 //! Removes client records whose M2MApp is gone (and what the controller remembered of its
 //! Secret). Records live in the operator's namespace, so no ownerReference can tie them to the
 //! app; this loop does what the garbage collector does for the tenant Secrets. (The token
-//! endpoint already refuses a record without its app.)
+//! endpoint already refuses a record without its app.) An app listed in `cache.unreadable`
+//! exists though it is not cached: its record is kept.
 
 use std::{sync::Arc, time::Duration};
 
@@ -37,6 +38,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 Ok(Change::App(app)) => {
                     if let Some(uid) = app.metadata.uid.as_deref()
                         && !app_exists(&ctx, &app.namespace().unwrap_or_default(), &app.name_any(), uid)
+                        && !ctx.cache.unreadable.has_uid(uid)
                     {
                         ctx.verified.forget(uid);
                         let cached = ctx.cache.records.get(
@@ -76,6 +78,10 @@ fn is_orphan(ctx: &Context, record: &Secret) -> bool {
     let Some(uid) = record.labels().get(LABEL_APP_UID) else {
         return false;
     };
+    // An app that exists but cannot be read is not in the cache: keep its record.
+    if ctx.cache.unreadable.has_uid(uid) {
+        return false;
+    }
     match super::app::triggers::app_of_record(record) {
         Some(app) => !app_exists(
             ctx,

@@ -43,7 +43,11 @@ fn api_resource(kind: &str) -> ApiResource {
 }
 
 /// Server-side applies `obj` (strict field validation, like `kubectl apply --server-side`).
-async fn apply(client: &Client, obj: &Value, dry_run: bool) -> Result<DynamicObject, kube::Error> {
+pub(crate) async fn apply(
+    client: &Client,
+    obj: &Value,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
     let kind = obj["kind"].as_str().expect("kind");
     let ar = api_resource(kind);
     let name = obj["metadata"]["name"].as_str().expect("name");
@@ -56,16 +60,16 @@ async fn apply(client: &Client, obj: &Value, dry_run: bool) -> Result<DynamicObj
     api.patch(name, &params, &Patch::Apply(obj)).await
 }
 
-fn org(name: &str, spec: Value) -> Value {
+pub(crate) fn org(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "Organization", "metadata": {"name": name}, "spec": spec})
 }
 
-fn app(ns: &str, name: &str, spec: Value) -> Value {
+pub(crate) fn app(ns: &str, name: &str, spec: Value) -> Value {
     json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
            "metadata": {"name": name, "namespace": ns}, "spec": spec})
 }
 
-fn rejection(result: Result<DynamicObject, kube::Error>, what: &str) -> Status {
+pub(crate) fn rejection(result: Result<DynamicObject, kube::Error>, what: &str) -> Status {
     match result {
         Ok(obj) => panic!(
             "{what}: the API server accepted {}",

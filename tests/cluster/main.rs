@@ -12,12 +12,15 @@ mod attacks;
 mod attacks_token;
 mod chaos;
 mod controller;
+mod crd_limits;
 mod crds;
 mod fencing;
 mod ha;
 mod load;
 mod rbac;
 mod robustness;
+// Named to run before the tests after it, which so show that its CRD skew is undone.
+mod robustness_unreadable;
 mod rotation;
 mod signing_keys;
 mod tokens;

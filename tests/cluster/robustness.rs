@@ -83,7 +83,7 @@ const FREEZE_PREFIX: &str = "m2m-test-freeze-";
 /// Removes the freeze policies whose name starts with `prefix` (all of them for
 /// [`FREEZE_PREFIX`]: leftovers of an earlier run that failed before its cleanup would freeze
 /// namespaces of this one).
-async fn thaw(client: &kube::Client, prefix: &str) {
+async fn thaw(client: &kube::Client, prefix: &str, ns: Option<&str>) {
     let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
     let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
     let lp = kube::api::ListParams::default();
@@ -107,6 +107,23 @@ async fn thaw(client: &kube::Client, prefix: &str) {
             let _ = policies.delete(&name, &DeleteParams::default()).await;
         }
     }
+    let Some(ns) = ns else {
+        return;
+    };
+    // The deletion takes effect asynchronously too: wait until a Secret create is accepted.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    wait_for("the policy to be gone", Duration::from_secs(30), || async {
+        let probe: Secret = serde_json::from_value(json!({"metadata": {"name": "probe"}})).unwrap();
+        let dry_run = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        match secrets.create(&dry_run, &probe).await {
+            Ok(_) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 }
 
 /// Lifts the freeze even when the test panics (with kubectl: a drop cannot await).
@@ -131,7 +148,7 @@ impl Drop for ThawOnDrop {
 #[tokio::test]
 async fn secrets_the_api_server_refuses_cost_one_hash_per_backoff_step_and_others_go_on() {
     let client = common::client().await;
-    thaw(&client, FREEZE_PREFIX).await;
+    thaw(&client, FREEZE_PREFIX, None).await;
     let op = Operator::start(&client).await;
     let frozen = TestNamespace::new(&client, "m2m-frozen").await;
     let fine = TestNamespace::new(&client, "m2m-fine").await;
@@ -263,7 +280,7 @@ async fn secrets_the_api_server_refuses_cost_one_hash_per_backoff_step_and_other
 
     // Lifting the policy: the stuck apps are issued at their next step (at most 5 min later;
     // a spec change retries at once).
-    thaw(&client, &policy).await;
+    thaw(&client, &policy, Some(&frozen.name)).await;
     for i in 0..FROZEN_APPS {
         apps_touch(&client, &frozen.name, &format!("stuck-{i}")).await;
     }

@@ -2,10 +2,20 @@
 //! the operator never reads, feeding reflector stores (read by the controllers and the token
 //! endpoint) and a broadcast of changes (the controllers' triggers).
 //!
-//! - Organizations and M2MApps: full objects without `managedFields` and the last-applied
-//!   annotation. A malformed object is logged and skipped; it never stops the watch.
+//! - Organizations and M2MApps: the fields some reader reads ([`strip`] says which). An object
+//!   that does not deserialise is removed from the store and listed in [`Cache::unreadable`]
+//!   ([`guarded`]): it gets no tokens, and it never stops the watch.
 //! - Namespaces and the tenant Secrets the operator manages: metadata only (labels, owners).
 //! - Client records: Secrets in the operator's namespace, with data (they hold the hashes).
+//!
+//! The watches of what others write list in pages of [`PAGE_SIZE`] objects.
+
+mod guarded;
+pub mod strip;
+mod unreadable;
+
+pub use guarded::Tombstone;
+pub use unreadable::{Unreadable, UnreadableObject};
 
 use std::{
     collections::HashMap,
@@ -16,7 +26,7 @@ use std::{
     },
 };
 
-use futures::{Stream, StreamExt, TryStreamExt, future};
+use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, Resource,
@@ -42,6 +52,17 @@ use crate::{
 /// How many changes a slow subscriber may fall behind before it resyncs everything.
 const CHANGE_BUFFER: usize = 16 * 1024;
 
+/// Objects per page of the initial list (and relists) of every watch of objects others write
+/// (M2MApps, Organizations, Namespaces, tenant Secrets; the client records are the operator's
+/// own, ~2 KB each, and keep kube's 500). A page is one response, buffered and parsed whole,
+/// which measured ~2.6-3x its JSON at the peak; the API server stores objects of up to ~1.5 MiB
+/// (etcd's default request limit) and a tenant chooses how large its M2MApps' metadata are. So
+/// a page of maximal objects is ~15 MiB of JSON, ~45 MiB at the peak; at kube's 500 it would be
+/// 750 MiB (measured: 500 M2MApps of 210 KB on average in one page took the operator to 376 MiB,
+/// pages of 10 to 118 MiB). Typical objects are 2-5 KB: 10,000 apps list in 1,000 requests of
+/// ~3-6 ms each (docs/operations.md, memory).
+pub const PAGE_SIZE: u32 = 10;
+
 /// One observed change (an apply or a delete) of a cached object.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -62,6 +83,8 @@ pub struct Cache {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub tenant_secrets: Store<PartialObjectMeta<Secret>>,
     pub records: Store<Secret>,
+    /// M2MApps and Organizations that exist but do not deserialise (not in the stores above).
+    pub unreadable: Arc<Unreadable>,
     changes: broadcast::Sender<Change>,
 }
 
@@ -70,33 +93,43 @@ impl Cache {
     pub fn start(client: &Client, operator_namespace: &str, shutdown: CancellationToken) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         let org_codes = Arc::new(OrgCodes::default());
+        let unreadable = Arc::new(Unreadable::default());
+        let config = || watcher::Config::default().page_size(PAGE_SIZE);
         let managed = format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}");
         let records_selector = format!("{managed},{LABEL_COMPONENT}={COMPONENT_CLIENT_RECORD}");
 
         let organizations = spawn_guarded(
             Api::<DeserializeGuard<Organization>>::all(client.clone()),
-            watcher::Config::default(),
+            Guarded {
+                config: config(),
+                strip: strip::organization,
+                unreadable: unreadable.clone(),
+                index: Some(org_codes.clone()),
+            },
             changes.clone(),
             Change::Organization,
-            Some(org_codes.clone()),
             shutdown.clone(),
         );
         let apps = spawn_guarded(
             Api::<DeserializeGuard<M2MApp>>::all(client.clone()),
-            watcher::Config::default(),
+            Guarded {
+                config: config(),
+                strip: strip::app,
+                unreadable: unreadable.clone(),
+                index: None,
+            },
             changes.clone(),
             Change::App,
-            None,
             shutdown.clone(),
         );
         let (namespaces, writer) = reflector::store();
         spawn_stream(
             watcher(
                 Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-                watcher::Config::default(),
+                config(),
             )
             .default_backoff()
-            .modify(strip)
+            .modify(strip::namespace)
             .reflect(writer),
             namespaces.clone(),
             changes.clone(),
@@ -110,10 +143,10 @@ impl Cache {
         spawn_stream(
             watcher(
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                watcher::Config::default().labels(&tenant_selector),
+                config().labels(&tenant_selector),
             )
             .default_backoff()
-            .modify(keep_identity_and_owners)
+            .modify(strip::tenant_secret)
             .reflect(writer),
             tenant_secrets.clone(),
             changes.clone(),
@@ -127,7 +160,7 @@ impl Cache {
                 watcher::Config::default().labels(&records_selector),
             )
             .default_backoff()
-            .modify(strip)
+            .modify(strip::own)
             .reflect(writer),
             records.clone(),
             changes.clone(),
@@ -141,6 +174,7 @@ impl Cache {
             namespaces,
             tenant_secrets,
             records,
+            unreadable,
             changes,
         }
     }
@@ -161,6 +195,7 @@ impl Cache {
             namespaces,
             tenant_secrets,
             records,
+            unreadable: Arc::new(Unreadable::default()),
             changes,
         };
         let writers = CacheWriters {
@@ -273,34 +308,6 @@ impl OrgCodes {
     }
 }
 
-/// Drops what the operator never reads, so 10k apps fit in tens of MiB.
-fn strip<K: Resource>(obj: &mut K) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
-/// What a tenant Secret's cache entry keeps: its identity, its owners and its `m2m.dev/app`
-/// label (the triggers of its app's reconcile), not its other labels or annotations.
-fn keep_identity_and_owners(secret: &mut PartialObjectMeta<Secret>) {
-    let meta = &mut secret.metadata;
-    let app = meta
-        .labels
-        .as_mut()
-        .and_then(|l| l.remove_entry(crate::api::names::LABEL_APP));
-    *meta = kube::core::ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
-        owner_references: meta.owner_references.take(),
-        labels: app.map(|entry| [entry].into()),
-        ..Default::default()
-    };
-}
-
 /// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
 /// carries the store's own copy of the object when it is the version just stored, so the
 /// change buffer holds no second copy of the cache.
@@ -337,102 +344,41 @@ fn spawn_stream<K, S>(
     });
 }
 
-/// A watch of a custom resource in which an object that does not deserialize is logged and
-/// left out, instead of failing the whole watch.
-/// `index`, if given, is told of every event once the store has it.
+/// How a guarded watch is set up.
+struct Guarded<K> {
+    config: watcher::Config,
+    strip: fn(&mut K),
+    unreadable: Arc<Unreadable>,
+    /// Told of every event once the store has it.
+    index: Option<Arc<OrgCodes>>,
+}
+
+/// A watch of a custom resource in which an object that does not deserialise is removed from
+/// the store and listed as unreadable ([`guarded`]) instead of failing the whole watch.
 fn spawn_guarded<K>(
     api: Api<DeserializeGuard<K>>,
-    config: watcher::Config,
+    setup: Guarded<K>,
     changes: broadcast::Sender<Change>,
     wrap: fn(Arc<K>) -> Change,
-    index: Option<Arc<OrgCodes>>,
     shutdown: CancellationToken,
 ) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Tombstone + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = watcher(api, config)
-        .default_backoff()
-        .try_filter_map(|event| future::ready(Ok(valid_only(event))))
-        .modify(strip)
-        .reflect(writer)
-        // Every event (a relist's removals land at its end, with no object of their own).
-        .inspect(move |_| {
-            if let Some(index) = &index {
-                index.changed();
-            }
-        });
+    let index = setup.index;
+    let events = guarded::reflect(
+        watcher(api, setup.config).default_backoff(),
+        writer,
+        setup.unreadable,
+        setup.strip,
+    )
+    // Every event (a relist's removals land at its end, with no object of their own).
+    .inspect(move |_| {
+        if let Some(index) = &index {
+            index.changed();
+        }
+    });
     spawn_stream(events, store.clone(), changes, wrap, shutdown);
     store
-}
-
-fn valid_only<K: Resource<DynamicType = ()>>(
-    event: watcher::Event<DeserializeGuard<K>>,
-) -> Option<watcher::Event<K>> {
-    let keep = |guard: DeserializeGuard<K>| match guard.0 {
-        Ok(obj) => Some(obj),
-        Err(invalid) => {
-            tracing::warn!(
-                kind = %K::kind(&()),
-                namespace = invalid.metadata.namespace.as_deref().unwrap_or(""),
-                name = invalid.metadata.name.as_deref().unwrap_or(""),
-                error = %invalid.error,
-                "ignoring an object that does not match the operator's types"
-            );
-            None
-        }
-    };
-    match event {
-        watcher::Event::Apply(g) => keep(g).map(watcher::Event::Apply),
-        watcher::Event::Delete(g) => keep(g).map(watcher::Event::Delete),
-        watcher::Event::InitApply(g) => keep(g).map(watcher::Event::InitApply),
-        watcher::Event::Init => Some(watcher::Event::Init),
-        watcher::Event::InitDone => Some(watcher::Event::InitDone),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::M2MAppSpec;
-
-    #[test]
-    fn strip_drops_managed_fields_and_last_applied() {
-        let mut app = M2MApp::new("a", M2MAppSpec::default());
-        app.metadata.managed_fields = Some(vec![Default::default()]);
-        app.metadata.annotations = Some(
-            [
-                (
-                    "kubectl.kubernetes.io/last-applied-configuration".to_string(),
-                    "{}".to_string(),
-                ),
-                ("m2m.dev/rotate".to_string(), "1".to_string()),
-            ]
-            .into(),
-        );
-        strip(&mut app);
-        assert!(app.metadata.managed_fields.is_none());
-        assert_eq!(app.metadata.annotations.unwrap().len(), 1);
-    }
-
-    #[test]
-    fn invalid_objects_are_skipped_not_fatal() {
-        let bad: DeserializeGuard<M2MApp> = serde_json::from_value(
-            serde_json::json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
-                "metadata": {"name": "x", "namespace": "n"}, "spec": {"audiences": "not-a-list"}}),
-        )
-        .unwrap();
-        assert!(bad.0.is_err());
-        assert!(valid_only(watcher::Event::Apply(bad)).is_none());
-        let good: DeserializeGuard<M2MApp> = serde_json::from_value(
-            serde_json::json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
-                "metadata": {"name": "x", "namespace": "n"}, "spec": {"audiences": ["a"]}}),
-        )
-        .unwrap();
-        assert!(matches!(
-            valid_only(watcher::Event::Apply(good)),
-            Some(watcher::Event::Apply(_))
-        ));
-    }
 }
