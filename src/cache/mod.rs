@@ -73,6 +73,43 @@ pub enum Change {
     Record(Arc<Secret>),
 }
 
+impl Change {
+    pub fn organization(self) -> Option<Arc<Organization>> {
+        match self {
+            Change::Organization(org) => Some(org),
+            _ => None,
+        }
+    }
+
+    pub fn app(self) -> Option<Arc<M2MApp>> {
+        match self {
+            Change::App(app) => Some(app),
+            _ => None,
+        }
+    }
+
+    pub fn namespace(self) -> Option<Arc<PartialObjectMeta<Namespace>>> {
+        match self {
+            Change::Namespace(ns) => Some(ns),
+            _ => None,
+        }
+    }
+
+    pub fn tenant_secret(self) -> Option<Arc<PartialObjectMeta<Secret>>> {
+        match self {
+            Change::TenantSecret(secret) => Some(secret),
+            _ => None,
+        }
+    }
+
+    pub fn record(self) -> Option<Arc<Secret>> {
+        match self {
+            Change::Record(record) => Some(record),
+            _ => None,
+        }
+    }
+}
+
 /// Read access to everything cached.
 #[derive(Clone)]
 pub struct Cache {

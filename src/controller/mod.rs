@@ -27,7 +27,6 @@ use kube::{
         controller::{self, Action},
         events::{Recorder, Reporter},
         reflector::ObjectRef,
-        watcher,
     },
 };
 use tokio::sync::mpsc;
@@ -151,19 +150,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     tracing::error!("a controller stopped unexpectedly; stopping the others");
 }
 
-/// A trigger stream of the changes `pick` selects; a subscriber that fell behind asks for a
-/// full resync through `resync`.
-fn changes<T>(
+/// The objects of one kind from the cache's change bus (`pick`: `Change::app`, ...), shared:
+/// each trigger gets the store's own `Arc`, never a copy. A subscriber that fell behind asks
+/// for a full resync through `resync` (our own bus, not kube's `reflect_shared`: kube's applies
+/// backpressure, so a slow controller would hold up the watches the token endpoint answers
+/// from, and it drops deletions, which the record collector needs).
+fn shared<T>(
     cache: &Cache,
-    resync: mpsc::UnboundedSender<()>,
-    pick: impl Fn(Change) -> Option<T> + Send + 'static,
-) -> impl Stream<Item = Result<T, watcher::Error>> + Send + 'static
+    resync: &mpsc::UnboundedSender<()>,
+    pick: impl Fn(Change) -> Option<Arc<T>> + Send + 'static,
+) -> impl Stream<Item = Arc<T>> + Send + 'static
 where
-    T: Send + 'static,
+    T: Send + Sync + 'static,
 {
+    let resync = resync.clone();
     BroadcastStream::new(cache.subscribe()).filter_map(move |item| {
         future::ready(match item {
-            Ok(change) => pick(change).map(Ok),
+            Ok(change) => pick(change),
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "change stream fell behind; reconciling everything");
                 let _ = resync.send(());
@@ -180,88 +183,56 @@ fn reconcile_all(rx: mpsc::UnboundedReceiver<()>) -> impl Stream<Item = ()> + Se
 
 async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
     let cache = ctx.cache.clone();
-    let (resync_tx, resync_rx) = mpsc::unbounded_channel();
-    let apps_by_org = cache.apps.clone();
-    let apps_by_ns = cache.apps.clone();
+    let (resync, resync_rx) = mpsc::unbounded_channel();
+    let (apps_by_org, apps_by_ns) = (cache.apps.clone(), cache.apps.clone());
     let org_triggers = org_triggers::OrgTriggers::default();
     let orgs = cache.organizations.clone();
-    Controller::for_stream(
-        changes(&cache, resync_tx.clone(), |c| match c {
-            Change::App(app) => Some((*app).clone()),
-            _ => None,
-        }),
-        cache.apps.clone(),
-    )
-    .watches_stream(
-        changes(&cache, resync_tx.clone(), move |c| match c {
-            Change::Organization(org) => {
-                let cached = orgs.get(&ObjectRef::from_obj(org.as_ref())).is_some();
-                org_triggers
-                    .concerns_apps(&org, cached)
-                    .then(|| (*org).clone())
-            }
-            _ => None,
-        }),
-        move |org| app::triggers::apps_of_org(&apps_by_org, &org),
-    )
-    .watches_stream(
-        changes(&cache, resync_tx.clone(), |c| match c {
-            Change::Namespace(ns) => Some((*ns).clone()),
-            _ => None,
-        }),
-        move |ns| app::triggers::apps_in_namespace(&apps_by_ns, &ns),
-    )
-    .watches_stream(
-        changes(&cache, resync_tx.clone(), |c| match c {
-            Change::TenantSecret(secret) => Some((*secret).clone()),
-            _ => None,
-        }),
-        |secret| app::triggers::owner_of_secret(&secret),
-    )
-    .watches_stream(
-        changes(&cache, resync_tx, |c| match c {
-            Change::Record(record) => Some((*record).clone()),
-            _ => None,
-        }),
-        |record| app::triggers::app_of_record(&record),
-    )
-    .reconcile_all_on(reconcile_all(resync_rx))
-    .with_config(
-        controller::Config::default()
-            .concurrency(16)
-            .debounce(APP_DEBOUNCE),
-    )
-    .graceful_shutdown_on(async move { shutdown.cancelled().await })
-    .run(app::reconcile, error_policy::<crate::api::M2MApp>, ctx)
-    .for_each(|_| future::ready(()))
-    .await;
+    // An Organization change concerns its apps only when what they read of it changed.
+    let relevant_orgs = move |c: Change| {
+        let org = c.organization()?;
+        let cached = orgs.get(&ObjectRef::from_obj(org.as_ref())).is_some();
+        org_triggers.concerns_apps(&org, cached).then_some(org)
+    };
+    Controller::for_shared_stream(shared(&cache, &resync, Change::app), cache.apps.clone())
+        .watches_shared_stream(shared(&cache, &resync, relevant_orgs), move |org| {
+            app::triggers::apps_of_org(&apps_by_org, &org)
+        })
+        .watches_shared_stream(shared(&cache, &resync, Change::namespace), move |ns| {
+            app::triggers::apps_in_namespace(&apps_by_ns, &ns)
+        })
+        .watches_shared_stream(shared(&cache, &resync, Change::tenant_secret), |secret| {
+            app::triggers::owner_of_secret(&secret)
+        })
+        .watches_shared_stream(shared(&cache, &resync, Change::record), |record| {
+            app::triggers::app_of_record(&record)
+        })
+        .reconcile_all_on(reconcile_all(resync_rx))
+        .with_config(
+            controller::Config::default()
+                .concurrency(16)
+                .debounce(APP_DEBOUNCE),
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(app::reconcile, error_policy::<crate::api::M2MApp>, ctx)
+        .for_each(|_| future::ready(()))
+        .await;
 }
 
 async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
     let cache = ctx.cache.clone();
-    let (resync_tx, resync_rx) = mpsc::unbounded_channel();
+    let (resync, resync_rx) = mpsc::unbounded_channel();
     let orgs_by_code = cache.clone();
-    Controller::for_stream(
-        changes(&cache, resync_tx.clone(), |c| match c {
-            Change::Organization(org) => Some((*org).clone()),
-            _ => None,
-        }),
+    Controller::for_shared_stream(
+        shared(&cache, &resync, Change::organization),
         cache.organizations.clone(),
     )
-    .watches_stream(
-        changes(&cache, resync_tx.clone(), |c| match c {
-            Change::Organization(org) => Some((*org).clone()),
-            _ => None,
-        }),
-        move |org| org::same_code(&orgs_by_code, &org),
-    )
-    .watches_stream(
-        changes(&cache, resync_tx, |c| match c {
-            Change::App(app) => Some((*app).clone()),
-            _ => None,
-        }),
-        |app| org::org_of_app(&app),
-    )
+    // Another Organization with the same code can flip this one's duplicate state.
+    .watches_shared_stream(shared(&cache, &resync, Change::organization), move |org| {
+        org::same_code(&orgs_by_code, &org)
+    })
+    .watches_shared_stream(shared(&cache, &resync, Change::app), |app| {
+        org::org_of_app(&app)
+    })
     .reconcile_all_on(reconcile_all(resync_rx))
     .with_config(
         controller::Config::default()
