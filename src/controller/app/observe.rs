@@ -1,8 +1,9 @@
-//! Dereference: everything one M2MApp reconcile decides from, read once. The Organization and
-//! Namespace come from the cache; the app's Secret and client record are read fresh from the API
-//! (the credential decisions must never act on a stale view); the Secret's `client_secret` is
-//! matched against the record's hashes (argon2id only when that Secret version was not
-//! confirmed before).
+//! Dereference: everything one M2MApp reconcile decides from, read once. The Organization,
+//! Namespace and client record come from the cache (every write is guarded by the
+//! resourceVersion it read, so a stale view costs a retry, never a wrong write); the app's Secret
+//! is read from the API when it may exist ([`read_secret`]); its `client_secret` is matched
+//! against the record's hashes (argon2id only when that Secret version was not confirmed
+//! before).
 
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{Api, runtime::reflector::ObjectRef};
@@ -86,15 +87,15 @@ pub async fn observe<'a>(
     now: Timestamp,
 ) -> Result<Observed<'a>, Error> {
     let (grant, block, org_uid) = tenancy_of(ctx, app, &keys.namespace);
-    let records: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
+    // The client record comes from the cache (the watch of the operator's own Secrets, with
+    // data): every write of it is guarded by the resourceVersion it was read at, so a stale
+    // view costs a conflict and a retry, never a lost hash.
     let record_secret_name = record_name(&keys.uid);
-    let record_secret = records
-        .get_opt(&record_secret_name)
-        .await
-        .map_err(|source| Error::GetRecord {
-            name: record_secret_name.clone(),
-            source,
-        })?;
+    let record_secret = ctx
+        .cache
+        .records
+        .get(&ObjectRef::new(&record_secret_name).within(&ctx.config.operator_namespace))
+        .map(|cached| (*cached).clone());
     let record = record_secret
         .as_ref()
         .and_then(|s| match ClientRecord::from_secret(s) {
@@ -104,16 +105,7 @@ pub async fn observe<'a>(
                 None
             }
         });
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &keys.namespace);
-    let secret_name = app.secret_name();
-    let secret = secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(|source| Error::GetSecret {
-            namespace: keys.namespace.clone(),
-            name: secret_name.clone(),
-            source,
-        })?;
+    let secret = read_secret(ctx, app, &keys, record_secret.is_some()).await?;
     let secret_state = classify(ctx, app, secret.as_ref(), &keys.uid, record.as_ref()).await?;
     let secret_vouched = secret
         .as_ref()
@@ -158,6 +150,36 @@ fn vouched(ctx: &Context, app: &M2MApp, uid: &str, secret: &Secret) -> bool {
             .as_ref()
             .and_then(|s| s.verified_secret.as_deref())
             .is_some_and(|marker| verified::marker_names(marker, secret))
+}
+
+/// The app's Secret. The cache holds tenant Secrets as metadata only (it never holds their
+/// secrets), so the Secret is read from the API, except when neither it nor the record is in the
+/// cache: a first issue, which creates both with `create` (refused if either exists after all, so
+/// a cache that lags costs a retry). With a record, an absent cached Secret is read anyway: the
+/// operator re-issues over a record only when the API confirms the Secret is gone.
+async fn read_secret(
+    ctx: &Context,
+    app: &M2MApp,
+    keys: &AppKeys,
+    have_record: bool,
+) -> Result<Option<Secret>, Error> {
+    let secret_name = app.secret_name();
+    let cached = ctx
+        .cache
+        .tenant_secrets
+        .get(&ObjectRef::new(&secret_name).within(&keys.namespace));
+    if cached.is_none() && !have_record {
+        return Ok(None);
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &keys.namespace);
+    secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| Error::GetSecret {
+            namespace: keys.namespace.clone(),
+            name: secret_name.clone(),
+            source,
+        })
 }
 
 /// The grant and block of `app`, from the cached Organization and Namespace.

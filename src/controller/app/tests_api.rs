@@ -29,6 +29,9 @@ pub struct Harness {
     pub api: FakeApi,
     pub ctx: Context,
     pub app: M2MApp,
+    /// The cache's writers: [`Harness::reconcile`] plays the watches, putting what the fake API
+    /// holds into the cache first.
+    writers: cache::CacheWriters,
 }
 
 impl Harness {
@@ -65,7 +68,53 @@ impl Harness {
             },
             metrics,
         );
-        Self { api, ctx, app }
+        Self {
+            api,
+            ctx,
+            app,
+            writers,
+        }
+    }
+
+    /// What the watches would have delivered by now: the record and the app's Secret as the fake
+    /// API holds them (or their deletion).
+    pub fn sync_cache(&mut self) {
+        use kube::runtime::watcher::Event;
+        let record: Option<k8s_openapi::api::core::v1::Secret> = self
+            .api
+            .get(RECORD)
+            .map(|v| serde_json::from_value(v).unwrap());
+        match record {
+            Some(r) => self.writers.records.apply_watcher_event(&Event::Apply(r)),
+            None => self.writers.records.apply_watcher_event(&Event::Init),
+        }
+        if self.api.get(RECORD).is_none() {
+            self.writers.records.apply_watcher_event(&Event::InitDone);
+        }
+        let secret: Option<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> =
+            self.api.get(SECRET).map(|mut v| {
+                v["apiVersion"] = json!("v1");
+                v["kind"] = json!("Secret");
+                let meta = v["metadata"].take();
+                serde_json::from_value(
+                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta}),
+                )
+                .unwrap()
+            });
+        match secret {
+            Some(s) => self
+                .writers
+                .tenant_secrets
+                .apply_watcher_event(&Event::Apply(s)),
+            None => {
+                self.writers
+                    .tenant_secrets
+                    .apply_watcher_event(&Event::Init);
+                self.writers
+                    .tenant_secrets
+                    .apply_watcher_event(&Event::InitDone);
+            }
+        }
     }
 
     /// Reconciles the app as the fake API now holds it (with the status written last).
@@ -73,6 +122,7 @@ impl Harness {
         if let Some(stored) = self.api.get(APP) {
             self.app = serde_json::from_value(stored).unwrap();
         }
+        self.sync_cache();
         self.api.clear_calls();
         reconcile_app(&self.app, &self.ctx)
             .await
@@ -119,11 +169,10 @@ fn patch_status() -> String {
 async fn issue_writes_the_record_then_the_secret_then_the_status() {
     let mut h = Harness::new(json!({"audiences": ["api"]}));
     h.reconcile().await;
+    // Neither the record nor the Secret is in the cache: a first issue reads nothing.
     assert_eq!(
         h.api.calls(),
         [
-            format!("GET {RECORD}"),
-            format!("GET {SECRET}"),
             CREATE_RECORD.to_owned(),
             CREATE_SECRET.to_owned(),
             patch_status(),
@@ -135,7 +184,32 @@ async fn issue_writes_the_record_then_the_secret_then_the_status() {
             .contains(&"CredentialsIssued".to_owned())
     );
 
-    // A second reconcile of the unchanged world reads and writes nothing else.
+    // A second reconcile of the unchanged world reads the Secret (its data is not cached) and
+    // writes nothing.
+    h.reconcile().await;
+    assert_eq!(h.api.calls(), [format!("GET {SECRET}")]);
+}
+
+#[tokio::test]
+async fn a_cache_that_lags_behind_costs_a_retry_never_a_working_secret() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    let issued = h.client_secret();
+    // The next reconcile starts before the watches delivered the record and the Secret: the
+    // cache still shows neither.
+    h.api.clear_calls();
+    let lagging = reconcile_app(&h.app, &h.ctx).await;
+    assert!(
+        lagging.is_err(),
+        "the create of an existing record is refused"
+    );
+    assert_eq!(h.api.writes(), [CREATE_RECORD.to_owned()]);
+    assert_eq!(h.client_secret(), issued, "the Secret is untouched");
+    assert!(
+        crate::credentials::hash::verify(&issued, &h.record().current),
+        "and its secret is still the record's"
+    );
+    // Once the cache caught up, nothing more happens.
     h.reconcile().await;
     assert_eq!(h.api.writes(), Vec::<String>::new());
 }
