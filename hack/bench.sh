@@ -9,6 +9,7 @@
 #   hack/bench.sh memory [--sizes 1000,10000] [--apps-per-org K]
 #   hack/bench.sh propagation [--trials N]
 #   hack/bench.sh coldstart [--apps N] [--clients K]
+#   hack/bench.sh index [--apps N] [--apps-per-org K]   (no API server: the in-memory parts at scale)
 #
 # The cluster scenarios (reconcile, memory, propagation, coldstart) run against a control plane
 # of their own, started fresh for each run on dedicated ports and state (never the test plane

@@ -9,6 +9,7 @@ mod cluster;
 mod coldstart;
 use m2m_operator_testkit::cluster::tenants as fixtures;
 mod flood;
+mod index;
 use m2m_operator_testkit::raw_http as http;
 mod load;
 mod memory;
@@ -113,6 +114,15 @@ enum Scenario {
         #[arg(long, default_value = "docs/benchmarks.md")]
         write: PathBuf,
     },
+    /// The in-memory parts at scale without an API server: bytes per app per structure, lookups.
+    Index {
+        #[arg(long, default_value_t = 100_000)]
+        apps: usize,
+        #[arg(long, default_value_t = 10)]
+        apps_per_org: usize,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+    },
     /// A fresh operator process over existing apps: /readyz, re-checks, first vs later requests.
     Coldstart {
         #[arg(long, default_value_t = 10_000)]
@@ -202,6 +212,15 @@ fn main() {
             concurrency,
             write,
         })),
+        Scenario::Index {
+            apps,
+            apps_per_org,
+            write,
+        } => index::run(index::Options {
+            apps,
+            apps_per_org,
+            write,
+        }),
         Scenario::Propagation { trials, write } => {
             block_on(propagation::run(propagation::Options { trials, write }))
         }
