@@ -4,6 +4,7 @@
 #   hack/chart.sh render   regenerate deploy/m2m-operator.yaml: a Namespace m2m-system, then
 #                          `helm template` of the chart with its default values and the CRDs
 #   hack/chart.sh check    helm lint --strict (default values and ci/all-on-values.yaml);
+#                          the CRDs Helm installs are exactly crds/*.yaml;
 #                          deploy/m2m-operator.yaml up to date; every flag of `m2m-operator run`
 #                          set by the chart's Deployment with ci/all-on-values.yaml, and no M2M_*
 #                          variable that is no flag; every value in the README's table; the
@@ -173,6 +174,14 @@ cmd_check() {
   log "helm lint --strict (default values, then $ALL_ON)"
   helm lint --strict "$CHART" >"$work/lint.out" 2>&1 || { cat "$work/lint.out" >&2; die "helm lint (default values) failed"; }
   helm lint --strict "$CHART" -f "$ALL_ON" >"$work/lint.out" 2>&1 || { cat "$work/lint.out" >&2; die "helm lint ($ALL_ON) failed"; }
+
+  log "the CRDs Helm installs (helm show crds) are exactly crds/*.yaml (the chart's crds/ is a link to them)"
+  helm show crds "$CHART" >"$work/chart-crds.yaml"
+  cat crds/*.yaml >"$work/crds.yaml"
+  if ! diff -u "$work/crds.yaml" "$work/chart-crds.yaml" >"$work/crds.diff"; then
+    head -n 40 "$work/crds.diff" >&2
+    die "the chart installs other CRDs than crds/ (diff above); $CHART/crds must stay the link ../../crds"
+  fi
 
   log "$MANIFEST matches a fresh render"
   render_manifest >"$work/manifest.yaml"

@@ -48,7 +48,7 @@ with_progress "m2m-operator (cargo build)" "5-8 minutes" cargo build --quiet --b
 BIN=$CARGO_TARGET_DIR/debug/m2m-operator
 
 say "installing the CRDs (server-side apply)"
-kubectl apply --server-side --field-manager=m2m-operator-demo -f charts/m2m-operator/crds/
+kubectl apply --server-side --field-manager=m2m-operator-demo -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd/organizations.m2m.dev crd/m2mapps.m2m.dev >/dev/null
 
 say "starting the operator (logs: $STATE/operator.log)"

@@ -9,8 +9,8 @@ use crate::api::{M2MApp, Organization};
 
 mod limits;
 
-/// Both CRDs, in the order of their file names under `charts/m2m-operator/crds/` (so `m2m-operator crd`
-/// equals `cat charts/m2m-operator/crds/*.yaml`).
+/// Both CRDs, in the order of their file names under `crds/` (so `m2m-operator crd`
+/// equals `cat crds/*.yaml`).
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![M2MApp::crd(), Organization::crd()]
         .into_iter()
@@ -62,12 +62,12 @@ fn join_paragraph_lines(text: &str) -> String {
         .join("\n\n")
 }
 
-/// A CRD as the YAML document checked in under `charts/m2m-operator/crds/`.
+/// A CRD as the YAML document checked in under `crds/`.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
     Ok(format!("---\n{}", serde_yaml::to_string(crd)?))
 }
 
-/// The file under `charts/m2m-operator/crds/` each CRD is written to.
+/// The file under `crds/` each CRD is written to.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!(
         "{}.yaml",

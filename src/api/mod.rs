@@ -2,7 +2,7 @@
 //!
 //! The `///` docs on every field become the CRD's descriptions (`kubectl explain`), and the
 //! validation attributes become its OpenAPI schema and CEL rules, so the API server refuses bad
-//! objects before the operator ever sees them. `charts/m2m-operator/crds/*.yaml` is generated from these types.
+//! objects before the operator ever sees them. `crds/*.yaml` is generated from these types.
 
 pub mod conditions;
 pub mod duration;

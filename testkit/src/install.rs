@@ -1,5 +1,5 @@
 //! What the operator needs in a cluster, from the repository's own files: the CRDs of
-//! `charts/m2m-operator/crds/`, its namespace, and the ServiceAccount, RBAC and admission policy
+//! `crds/`, its namespace, and the ServiceAccount, RBAC and admission policy
 //! that `deploy/m2m-operator.yaml` (rendered from the chart) declares. For the cluster tests and
 //! the scale benchmarks; every function panics with what failed.
 
@@ -46,9 +46,9 @@ pub fn repo_root() -> PathBuf {
     kit.parent().map(PathBuf::from).unwrap_or(kit)
 }
 
-/// The CRDs as checked in under `charts/m2m-operator/crds/`, by file name.
+/// The CRDs as checked in under `crds/`, by file name.
 pub fn checked_in_crds() -> Vec<CustomResourceDefinition> {
-    let dir = repo_root().join("charts/m2m-operator/crds");
+    let dir = repo_root().join("crds");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())

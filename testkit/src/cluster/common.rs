@@ -33,7 +33,7 @@ pub async fn client() -> Client {
 
 static CRDS: OnceCell<()> = OnceCell::const_new();
 
-/// Installs `charts/m2m-operator/crds/*.yaml` with server-side apply (once per test run) and waits until Established.
+/// Installs `crds/*.yaml` with server-side apply (once per test run) and waits until Established.
 pub async fn install_crds(client: &Client) {
     CRDS.get_or_init(|| install::crds(client, TEST_MANAGER))
         .await;
