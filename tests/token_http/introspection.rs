@@ -36,6 +36,8 @@ fn forge(token: &str, header: Value, payload: Option<Value>, signature: Option<&
     )
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn introspection_isolates_tenants_and_rejects_forgeries() {
     let f = Fixture::new();

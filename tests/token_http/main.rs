@@ -141,6 +141,7 @@ async fn scopes_and_audiences_narrow_or_are_refused() {
     );
 }
 
+/// Long on purpose: one table of cases over one helper; the table is the test.
 #[tokio::test]
 async fn client_authentication_errors() {
     let f = Fixture::new();

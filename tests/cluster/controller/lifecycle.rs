@@ -71,6 +71,8 @@ async fn deleting_an_org_refuses_its_apps_but_keeps_their_secrets() {
     ns.delete().await;
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn duplicate_codes_suspension_and_disable() {
     let client = common::client().await;

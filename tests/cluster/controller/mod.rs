@@ -31,6 +31,8 @@ const CONTRACT_KEYS: [&str; 7] = [
     "token_url",
 ];
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn an_org_app_gets_working_credentials_and_status() {
     let client = common::client().await;

@@ -16,6 +16,8 @@ use crate::{
     operator::{Operator, Options},
 };
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn drift_is_repaired_with_events() {
     let client = common::client().await;
@@ -169,6 +171,8 @@ async fn metric(op: &Operator, series: &str) -> f64 {
 const ARGON2_VERIFICATIONS: &str = "m2m_controller_argon2_duration_seconds_count{op=\"verify\"}";
 const APP_RECONCILES: &str = "m2m_reconciles_total{kind=\"M2MApp\",result=\"success\"}";
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn restarts_change_no_secret_no_client_id_and_write_nothing() {
     let client = common::client().await;

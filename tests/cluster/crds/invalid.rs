@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use super::*;
 
 /// Each invalid object is refused by the API server with a message naming the field.
+///
+/// Long on purpose: one table of cases over one helper; the table is the test.
 #[tokio::test]
 async fn invalid_objects_are_rejected_naming_the_field() {
     let client = common::client().await;

@@ -130,6 +130,9 @@ fn names(prefix: &str, n: usize) -> Vec<String> {
 /// none of its Lease requests through (they hang, as in a partition) while everything else
 /// still passes: the worst case, because its controllers could still write. After the standby
 /// has taken the Lease, new apps and a rotation give both replicas work to do.
+///
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn a_leader_that_cannot_renew_stops_writing_before_a_standby_takes_over() {
     let client = common::client().await;

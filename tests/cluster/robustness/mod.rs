@@ -147,6 +147,9 @@ impl Drop for ThawOnDrop {
 /// Several apps whose Secret the API server refuses (an admission policy, an immutable Secret
 /// being rotated) cost one argon2id hash per backoff step, say why in their condition and once
 /// in an Event, and do not slow the issue and rotation of other tenants' apps.
+///
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn secrets_the_api_server_refuses_cost_one_hash_per_backoff_step_and_others_go_on() {
     let client = common::client().await;
