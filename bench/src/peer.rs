@@ -208,8 +208,10 @@ pub fn run(o: Options) {
         .collect();
     shutdown.cancel();
     drop((opaque, jwt));
+    // Ours must answer every request; the peer's failures (wrk's 2 s timeout, non-200) are
+    // shown in the table instead of stopping the run.
     for r in &rounds {
-        for l in [r.ours, r.sign_only, r.hydra_opaque, r.hydra_jwt] {
+        for l in [r.ours, r.sign_only] {
             assert!(l.ok > 0.99, "requests failed during the benchmark: {l:?}");
         }
     }
@@ -229,10 +231,11 @@ fn render(o: &Options, rounds: &[Round]) -> String {
     };
     let row = |name: &str, f: &dyn Fn(&Round) -> Load| {
         format!(
-            "| {name} | {:.0} | {:.2} | {:.2} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.1} |",
             med(&|r| f(r).rps),
             med(&|r| f(r).p50_ms),
-            med(&|r| f(r).p99_ms)
+            med(&|r| f(r).p99_ms),
+            100.0 * med(&|r| f(r).ok)
         )
     };
     let ratio =
@@ -248,8 +251,8 @@ fn render(o: &Options, rounds: &[Round]) -> String {
             o.connections,
             o.seconds
         ),
-        "| server | requests/s | p50 ms | p99 ms |".into(),
-        "|---|---:|---:|---:|".into(),
+        "| server | requests/s | p50 ms | p99 ms | answered 200, % |".into(),
+        "|---|---:|---:|---:|---:|".into(),
         row("m2m-operator token endpoint (argon2id secret, ES256 JWT, 100 apps)", &|r| r.ours),
         row("same listener, a route that only signs an ES256 JWT (the practical limit)", &|r| r.sign_only),
         row("Hydra, opaque tokens (default; pbkdf2 secret, `DSN=memory`)", &|r| r.hydra_opaque),
