@@ -177,6 +177,7 @@ proptest! {
             write_failure: None,
             secret_writes_deferred: false,
             template_refused: Vec::new(),
+            usage: Default::default(),
         };
         let plan = plan::plan(&observed);
         prop_assert!(!plan.revokes_previous);
@@ -224,6 +225,8 @@ proptest! {
                 verified_secret: None,
                 write_failure: None,
                 template_refused: &[],
+                quota_reported: None,
+                previous_reported: None,
             })
         };
         let first = inputs(&app, t(secs));

@@ -94,6 +94,13 @@ pub struct M2MAppSpec {
     /// When true, the token endpoint refuses this app. Credentials are kept.
     #[serde(default)]
     pub disabled: bool,
+
+    /// Optional cap on the tokens this app gets, per minute and/or per day, counted across all
+    /// replicas (each replica admits its share: the quota divided by the number of ready
+    /// replicas, rounded up). Over it: 429 with `Retry-After` (`Enforce`), or issued and
+    /// reported (`Observe`). Unset: no quota of its own (its Organization's may still apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::QuotaSpec>,
 }
 
 fn default_token_lifetime() -> String {
@@ -212,6 +219,11 @@ pub struct M2MAppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationStatus>,
 
+    /// The app's quota in effect, and whether it was exceeded recently (absent without
+    /// `spec.quota`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::QuotaStatus>,
+
     /// `Ready` condition: whether the credentials work, and why not. At most 8 conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
@@ -262,6 +274,14 @@ pub struct RotationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub last_handled_revoke_request: Option<String>,
+    /// When the previous secret (the one this revision replaced) last got a token, on any
+    /// replica (reported by the replicas; the first use at once, later ones at most every 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub previous_secret_last_used_at: Option<Time>,
+    /// How many tokens the previous secret got since this revision's rotation, on all replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_uses: Option<i64>,
 }
 
 impl M2MApp {

@@ -144,6 +144,7 @@ pub fn service_with(
         failure_window: Duration::from_secs(60),
         trusted_proxies: Default::default(),
         global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
+        quota_service: None,
     };
     edit(&mut config);
     let service = Arc::new(TokenService::new(

@@ -60,10 +60,14 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     inputs.write_failure = failure.as_ref().map(|f| f.message.clone());
     let desired = status::status(&inputs);
     write_status(ctx, &observed, &desired).await?;
+    let shown_quota = app.status.as_ref().and_then(|s| s.quota.as_ref());
+    let quota_note = super::usage_status::newly_exceeded(shown_quota, desired.quota.as_ref())
+        .then(|| super::usage_status::exceeded_note(desired.quota.as_ref()));
     for note in applied
         .notes
         .into_iter()
         .chain(status::refusal_note(app, &desired))
+        .chain(quota_note)
     {
         events::publish(ctx, app, note).await;
     }
@@ -73,6 +77,7 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         observed.now,
         ctx.config.resync,
     );
+    let wake = inputs.usage().3.map_or(wake, |w| wake.min(w));
     let retry = failure.map(|f| f.retry_in(tokio::time::Instant::now()));
     Ok(Action::requeue(retry.map_or(wake, |r| {
         r.min(wake) + std::time::Duration::from_millis(100)

@@ -70,6 +70,28 @@ pub struct Observed<'a> {
     /// The keys of `spec.secretTemplate` the operator does not allow (then no Secret is
     /// written at all).
     pub template_refused: Vec<String>,
+    /// What the replicas report of the app (quota exceeded, previous secret used).
+    pub usage: AppUsageFacts,
+}
+
+/// What the replicas' usage reports say of one app, merged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppUsageFacts {
+    pub quota_exceeded_at: Option<u64>,
+    /// Uses of the previous secret of the record's current revision.
+    pub previous_secret: Option<crate::usage::report::PreviousUse>,
+}
+
+impl AppUsageFacts {
+    /// The facts of the app with `uid` whose record is at `revision`, from every report.
+    pub fn of(board: &crate::usage::publish::Board, uid: &str, revision: Option<i64>) -> Self {
+        use crate::usage::report;
+        board.with(|reports| Self {
+            quota_exceeded_at: report::app_quota_exceeded(reports.values(), uid),
+            previous_secret: revision
+                .and_then(|rev| report::previous_secret(reports.values(), uid, rev)),
+        })
+    }
 }
 
 impl Observed<'_> {
@@ -120,6 +142,7 @@ pub async fn observe<'a>(
             tokio::time::Instant::now(),
         )
     });
+    let usage = AppUsageFacts::of(&ctx.usage, &keys.uid, record.as_ref().map(|r| r.revision));
     Ok(Observed {
         app,
         keys,
@@ -139,6 +162,7 @@ pub async fn observe<'a>(
             .config
             .template_keys
             .refused(app.spec.secret_template.as_ref()),
+        usage,
     })
 }
 

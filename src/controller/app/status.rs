@@ -3,18 +3,23 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
 
 use super::{observe::Observed, plan::SecretState};
 use crate::{
-    api::{M2MApp, M2MAppStatus, RotationStatus, conditions::app_reasons},
+    api::{M2MApp, M2MAppStatus, QuotaStatus, RotationStatus, conditions::app_reasons},
     controller::{
         conditions::{self, ready_reason},
         events::Note,
+        usage_status,
     },
     credentials::record::ClientRecord,
     rotation,
     tenancy::{Block, Grant, Refusal},
+    usage::report::PreviousUse,
 };
 
 /// Everything the status is computed from.
@@ -32,6 +37,10 @@ pub struct StatusInputs<'a> {
     pub write_failure: Option<String>,
     /// `secretTemplate` keys the operator does not allow.
     pub template_refused: &'a [String],
+    /// The latest time a replica reported the app's quota exceeded.
+    pub quota_reported: Option<u64>,
+    /// What the replicas report of the previous secret of the record's revision.
+    pub previous_reported: Option<PreviousUse>,
 }
 
 impl<'a> StatusInputs<'a> {
@@ -46,7 +55,44 @@ impl<'a> StatusInputs<'a> {
             verified_secret: None,
             write_failure: None,
             template_refused: &o.template_refused,
+            quota_reported: o.usage.quota_exceeded_at,
+            previous_reported: o.usage.previous_secret,
         }
+    }
+
+    /// The usage figures to show (quota, previous secret's last use and uses) and when they
+    /// need another look.
+    pub fn usage(
+        &self,
+    ) -> (
+        Option<QuotaStatus>,
+        Option<Time>,
+        Option<i64>,
+        Option<Duration>,
+    ) {
+        let shown = self.app.status.as_ref();
+        let now = u64::try_from(self.now.as_second()).unwrap_or(0);
+        let (quota, quota_wake) = usage_status::quota(
+            self.app.spec.quota.as_ref(),
+            shown.and_then(|s| s.quota.as_ref()),
+            self.quota_reported,
+            now,
+        );
+        let (used_at, uses, use_wake) = match self.record.filter(|r| r.revision > 1) {
+            Some(record) => {
+                let shown = shown.and_then(|s| s.rotation.as_ref()).map(|r| {
+                    (
+                        r.revision,
+                        r.previous_secret_last_used_at.as_ref(),
+                        r.previous_secret_uses,
+                    )
+                });
+                usage_status::previous_use(record.revision, shown, self.previous_reported, now)
+            }
+            None => (None, None, None),
+        };
+        let wake = quota_wake.into_iter().chain(use_wake).min();
+        (quota, used_at, uses, wake)
     }
 }
 
@@ -137,7 +183,9 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     let issued = inputs.record.filter(|_| !inputs.conflict);
     let grant = inputs.grant.as_ref().ok();
     let every = app.rotation_every();
+    let (quota, previous_used_at, previous_uses, _) = inputs.usage();
     M2MAppStatus {
+        quota,
         client_id: issued.map(|r| r.client_id.clone()),
         secret_name: issued.map(|_| secret_name.clone()),
         organization_code: grant.and_then(|g| g.org_code.clone()),
@@ -153,6 +201,8 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
                 .map(|p| conditions::api_time(p.expires_at)),
             last_handled_rotate_request: r.handled_rotate_request.clone(),
             last_handled_revoke_request: r.handled_revoke_request.clone(),
+            previous_secret_last_used_at: previous_used_at.clone(),
+            previous_secret_uses: previous_uses,
         }),
         conditions: vec![condition],
         observed_generation: app.metadata.generation,
@@ -242,6 +292,8 @@ mod tests {
             verified_secret: None,
             write_failure: None,
             template_refused: &[],
+            quota_reported: None,
+            previous_reported: None,
         };
 
         let ready = status(&inputs(&grant, Some(&rec), false, None));
@@ -312,6 +364,8 @@ mod tests {
             verified_secret: None,
             write_failure: None,
             template_refused: &[],
+            quota_reported: None,
+            previous_reported: None,
         });
         let stored: M2MAppStatus =
             serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
@@ -338,6 +392,8 @@ mod tests {
                 verified_secret: None,
                 write_failure: None,
                 template_refused: &[],
+                quota_reported: None,
+                previous_reported: None,
             })
         };
         assert!(

@@ -83,6 +83,7 @@ pub(crate) struct World {
     pub deferred: bool,
     pub org_uid: Option<String>,
     pub now: Timestamp,
+    pub usage: crate::controller::app::observe::AppUsageFacts,
 }
 
 impl World {
@@ -101,6 +102,7 @@ impl World {
             deferred: false,
             org_uid: None,
             now: t(200),
+            usage: Default::default(),
         }
     }
 
@@ -121,6 +123,7 @@ impl World {
             write_failure: None,
             secret_writes_deferred: self.deferred,
             template_refused: Vec::new(),
+            usage: self.usage,
         }
     }
 
