@@ -20,6 +20,7 @@ mod load;
 mod rbac;
 mod robustness;
 // Named to run before the tests after it, which so show that its CRD skew is undone.
+mod quotas;
 mod robustness_unreadable;
 mod rotation;
 mod signing_keys;
