@@ -157,6 +157,7 @@ proptest! {
         app.spec.rotation = Some(RotationSpec {
             every: every.map(|e| format!("{e}s")),
             grace_period: format!("{grace}s"),
+            retire_previous_when_unused_for: None,
         });
         let observed = Observed {
             app: &app,
@@ -178,6 +179,7 @@ proptest! {
             secret_writes_deferred: false,
             template_refused: Vec::new(),
             usage: Default::default(),
+            retire_unused_after: None,
         };
         let plan = plan::plan(&observed);
         prop_assert!(!plan.revokes_previous);

@@ -180,6 +180,20 @@ pub struct RotationSpec {
     #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('720h')")
         .message("rotation.gracePeriod must be at most 720h"))]
     pub grace_period: String,
+
+    /// End the grace period early once the previous secret has not got a token, on any replica,
+    /// for this long (counted from the rotation or its last use; e.g. `15m`). At least 10s (and
+    /// at least twice the replicas' `--usage-report-interval`, 10s by default, whichever is
+    /// longer); the grace period ends it anyway. Unset: the previous secret lasts the whole
+    /// grace period. `status.rotation.previousSecretLastUsedAt` shows its last use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('10s') && duration(self) <= duration('720h')")
+        .message("rotation.retirePreviousWhenUnusedFor must be between 10s and 720h"))]
+    pub retire_previous_when_unused_for: Option<String>,
 }
 
 impl Default for RotationSpec {
@@ -187,6 +201,7 @@ impl Default for RotationSpec {
         Self {
             every: None,
             grace_period: default_grace_period(),
+            retire_previous_when_unused_for: None,
         }
     }
 }
@@ -289,6 +304,17 @@ impl M2MApp {
     pub fn rotation_every(&self) -> Option<std::time::Duration> {
         let every = self.spec.rotation.as_ref()?.every.as_deref()?;
         super::duration::parse(every).ok()
+    }
+
+    /// `spec.rotation.retirePreviousWhenUnusedFor`, parsed (`None`: no such policy).
+    pub fn retire_previous_when_unused_for(&self) -> Option<std::time::Duration> {
+        let text = self
+            .spec
+            .rotation
+            .as_ref()?
+            .retire_previous_when_unused_for
+            .as_deref()?;
+        super::duration::parse(text).ok()
     }
 
     /// `spec.rotation.gracePeriod`, parsed (default 1h).

@@ -76,6 +76,7 @@ impl RunConfig {
             instance: identity.to_owned(),
             global_apps: self.global_apps(),
             template_keys: self.template_keys(),
+            usage_report_interval: self.usage_report_interval,
         }
     }
 

@@ -59,6 +59,8 @@ pub struct ControllerConfig {
     pub global_apps: crate::tenancy::GlobalApps,
     /// The keys a `secretTemplate` may set.
     pub template_keys: crate::credentials::template::TemplateKeys,
+    /// How often at most each replica writes its usage report (`--usage-report-interval`).
+    pub usage_report_interval: Duration,
 }
 
 /// What every reconcile shares.

@@ -120,6 +120,9 @@ async fn write(api: &Api<ConfigMap>, replica: &str, report: &Report) -> Result<(
 pub struct Board {
     reports: RwLock<Reports>,
     changed: broadcast::Sender<Arc<HashSet<String>>>,
+    /// Whether every report that existed when the watch started has been read (until then no
+    /// decision may rest on a use not being reported).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Board {
@@ -127,11 +130,23 @@ impl Default for Board {
         Self {
             reports: RwLock::default(),
             changed: broadcast::channel(64).0,
+            synced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
 impl Board {
+    /// Whether the reports that existed when the watch started have all been read.
+    pub fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the board as holding every report (tests, and the watch once listed).
+    pub fn mark_synced(&self) {
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// Reads the merged view.
     pub fn with<T>(&self, f: impl FnOnce(&Reports) -> T) -> T {
         match self.reports.read() {
@@ -192,9 +207,7 @@ pub fn watch(client: Client, namespace: &str, board: Arc<Board>, shutdown: Cance
         "{}={COMPONENT}",
         crate::credentials::record::LABEL_COMPONENT
     );
-    let stream = watcher(api, watcher::Config::default().labels(&selector))
-        .default_backoff()
-        .touched_objects();
+    let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
@@ -205,11 +218,13 @@ pub fn watch(client: Client, namespace: &str, board: Arc<Board>, shutdown: Cance
             match next {
                 None => return,
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "watching the usage reports failed; retrying")
+                    tracing::warn!(error = %e, "watching the usage reports failed; retrying");
                 }
-                Some(Ok(cm)) => {
-                    // A deleted report is not seen here (its figures stay until the leader
-                    // restarts): what it reported did happen.
+                // A deleted report keeps counting (what it reported did happen) until the
+                // leader restarts; its uses are also in the status already.
+                Some(Ok(watcher::Event::Delete(_) | watcher::Event::Init)) => {}
+                Some(Ok(watcher::Event::InitDone)) => board.mark_synced(),
+                Some(Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => {
                     let Some(name) = cm.metadata.name.clone() else {
                         continue;
                     };

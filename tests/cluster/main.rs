@@ -25,3 +25,4 @@ mod robustness_unreadable;
 mod rotation;
 mod signing_keys;
 mod tokens;
+mod usage;

@@ -78,10 +78,35 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         ctx.config.resync,
     );
     let wake = inputs.usage().3.map_or(wake, |w| wake.min(w));
+    let wake = retire_wake(&observed, applied.record.as_ref()).map_or(wake, |w| wake.min(w));
     let retry = failure.map(|f| f.retry_in(tokio::time::Instant::now()));
     Ok(Action::requeue(retry.map_or(wake, |r| {
         r.min(wake) + std::time::Duration::from_millis(100)
     })))
+}
+
+/// When the previous secret is to be retired for being unused, if it stays so; soon while the
+/// replicas' reports are not all read yet (the decision waits for them).
+fn retire_wake(
+    o: &observe::Observed<'_>,
+    record: Option<&crate::credentials::record::ClientRecord>,
+) -> Option<std::time::Duration> {
+    let record = record?;
+    record.previous.as_ref()?;
+    if o.app.retire_previous_when_unused_for().is_some() && o.retire_unused_after.is_none() {
+        return Some(std::time::Duration::from_secs(2));
+    }
+    match crate::rotation::retire_unused(
+        record,
+        o.retire_unused_after,
+        o.previous_last_used(),
+        o.now,
+    ) {
+        crate::rotation::Retire::At(at) => std::time::Duration::try_from(at.duration_since(o.now))
+            .ok()
+            .map(|d| d + std::time::Duration::from_millis(200)),
+        _ => None,
+    }
 }
 
 /// The API server refused a Secret write: remember it (no new secret until the backoff step

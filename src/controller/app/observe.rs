@@ -72,6 +72,10 @@ pub struct Observed<'a> {
     pub template_refused: Vec<String>,
     /// What the replicas report of the app (quota exceeded, previous secret used).
     pub usage: AppUsageFacts,
+    /// `spec.rotation.retirePreviousWhenUnusedFor`, at least twice the replicas' report
+    /// interval (so a use is reported before its absence can retire anything); `None` without
+    /// the policy, or while the replicas' reports are not all read yet.
+    pub retire_unused_after: Option<std::time::Duration>,
 }
 
 /// What the replicas' usage reports say of one app, merged.
@@ -95,6 +99,25 @@ impl AppUsageFacts {
 }
 
 impl Observed<'_> {
+    /// The latest use of the previous secret of the record's revision that is known: reported
+    /// by the replicas, or already in status (a replica that restarted forgot its counts).
+    pub fn previous_last_used(&self) -> Option<Timestamp> {
+        let revision = self.record.as_ref()?.revision;
+        let reported = self
+            .usage
+            .previous_secret
+            .and_then(|p| Timestamp::from_second(i64::try_from(p.last_used_at).ok()?).ok());
+        let shown = self
+            .app
+            .status
+            .as_ref()
+            .and_then(|s| s.rotation.as_ref())
+            .filter(|r| r.revision == revision)
+            .and_then(|r| r.previous_secret_last_used_at.as_ref())
+            .map(|t| t.0);
+        reported.max(shown)
+    }
+
     /// Whether this reconcile may write the app's Secret (and so hash a new secret for it).
     pub fn may_write_secret(&self) -> bool {
         !self.secret_writes_deferred && self.template_refused.is_empty()
@@ -163,6 +186,12 @@ pub async fn observe<'a>(
             .template_keys
             .refused(app.spec.secret_template.as_ref()),
         usage,
+        retire_unused_after: ctx
+            .usage
+            .synced()
+            .then(|| app.retire_previous_when_unused_for())
+            .flatten()
+            .map(|d| d.max(2 * ctx.config.usage_report_interval)),
     })
 }
 

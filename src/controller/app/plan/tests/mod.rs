@@ -84,6 +84,7 @@ pub(crate) struct World {
     pub org_uid: Option<String>,
     pub now: Timestamp,
     pub usage: crate::controller::app::observe::AppUsageFacts,
+    pub retire_unused_after: Option<std::time::Duration>,
 }
 
 impl World {
@@ -103,6 +104,7 @@ impl World {
             org_uid: None,
             now: t(200),
             usage: Default::default(),
+            retire_unused_after: None,
         }
     }
 
@@ -124,6 +126,7 @@ impl World {
             secret_writes_deferred: self.deferred,
             template_refused: Vec::new(),
             usage: self.usage,
+            retire_unused_after: self.retire_unused_after,
         }
     }
 
