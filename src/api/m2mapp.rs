@@ -290,7 +290,7 @@ pub struct RotationStatus {
     #[schemars(length(max = 128))]
     pub last_handled_revoke_request: Option<String>,
     /// When the previous secret (the one this revision replaced) last got a token, on any
-    /// replica (reported by the replicas; the first use at once, later ones at most every 30s).
+    /// replica (reported by the replicas; the first use at once, later ones at most every 60s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub previous_secret_last_used_at: Option<Time>,

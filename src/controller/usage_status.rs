@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// How often at most an object's usage figures in status are brought up to date.
-pub const REFRESH: Duration = Duration::from_secs(30);
+pub const REFRESH: Duration = Duration::from_secs(60);
 /// A quota exceeded within this long counts as exceeded recently.
 pub const RECENT: Duration = Duration::from_secs(600);
 

@@ -130,6 +130,15 @@ impl TokenService {
 /// Three replicas sharing one Lease and one token Service of three ready endpoints, each
 /// having seen the three.
 pub async fn three_replicas(client: &kube::Client, service: &TokenService) -> Vec<Operator> {
+    three_replicas_reporting_every(client, service, "1s").await
+}
+
+/// The same, with this `--usage-report-interval`.
+pub async fn three_replicas_reporting_every(
+    client: &kube::Client,
+    service: &TokenService,
+    interval: &str,
+) -> Vec<Operator> {
     let lease = format!("m2m-lease-{}", common::suffix());
     let mut ops = Vec::new();
     for id in ["first", "second", "third"] {
@@ -138,7 +147,7 @@ pub async fn three_replicas(client: &kube::Client, service: &TokenService) -> Ve
             identity: format!("{id}-{}", common::suffix()),
             extra_env: vec![
                 ("M2M_QUOTA_SERVICE".into(), service.name.clone()),
-                ("M2M_USAGE_REPORT_INTERVAL".into(), "1s".into()),
+                ("M2M_USAGE_REPORT_INTERVAL".into(), interval.into()),
             ],
             ..Options::default()
         };
