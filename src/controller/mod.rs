@@ -197,10 +197,16 @@ where
     K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     let cache = ctx.cache.clone();
+    // Other changes than first events reconcile an object at most once per refresh (a busy
+    // app's report changes every few seconds on each replica): its status catches up then.
+    let mut limiter = usage_status::Limiter::default();
     BroadcastStream::new(ctx.usage.subscribe())
         .filter_map(move |item| {
             future::ready(match item {
-                Ok(uids) => Some(futures::stream::iter(find(&cache, &uids))),
+                Ok(changes) => {
+                    let uids = limiter.admit(&changes, std::time::Instant::now());
+                    Some(futures::stream::iter(find(&cache, &uids)))
+                }
                 // Missed changes are seen at the next report change or resync.
                 Err(BroadcastStreamRecvError::Lagged(_)) => None,
             })

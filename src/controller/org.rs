@@ -98,6 +98,11 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
             events::publish(ctx, org, super::usage_status::exceeded_note(quota)).await;
         }
     }
+    let busy = desired.quota.as_ref().is_some_and(|q| q.exceeded_recently);
+    let wake = wake
+        .into_iter()
+        .chain(busy.then_some(super::usage_status::REFRESH))
+        .min();
     let wake = wake.map_or(ctx.config.resync, |w| {
         w.min(ctx.config.resync) + std::time::Duration::from_millis(100)
     });

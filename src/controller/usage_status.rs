@@ -135,5 +135,38 @@ pub fn previous_use(
     (time(at), Some(uses), wake)
 }
 
+/// Which UIDs of a report change to reconcile: every first event, other changes at most once
+/// per [`REFRESH`] per UID.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    last: std::collections::HashMap<String, std::time::Instant>,
+}
+
+impl Limiter {
+    pub fn admit(
+        &mut self,
+        changes: &crate::usage::publish::Changes,
+        now: std::time::Instant,
+    ) -> std::collections::HashSet<String> {
+        if self.last.len() > 4 * crate::usage::MAX_APPS {
+            self.last.retain(|_, at| now.duration_since(*at) < REFRESH);
+        }
+        let mut admitted = changes.fresh.clone();
+        for uid in &changes.updated {
+            let due = self
+                .last
+                .get(uid)
+                .is_none_or(|at| now.duration_since(*at) >= REFRESH);
+            if due {
+                admitted.insert(uid.clone());
+            }
+        }
+        for uid in &admitted {
+            self.last.insert(uid.clone(), now);
+        }
+        admitted
+    }
+}
+
 #[cfg(test)]
 mod tests;

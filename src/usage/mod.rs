@@ -20,9 +20,10 @@ use crate::{
     token::quota::window::{Exceeded, Scope},
 };
 
-/// Most apps one report holds (about 120 bytes each, far below a ConfigMap's 1 MiB); beyond, the
-/// apps whose last event is oldest are left out.
-pub const MAX_APPS: usize = 5_000;
+/// Most apps one report holds (about 75 bytes each: 10,000 take ~750 KB of a ConfigMap's 1 MiB);
+/// beyond, the apps whose last event is oldest are left out (the leader still has what it
+/// showed in status for them).
+pub const MAX_APPS: usize = 10_000;
 
 /// How long an entry stays in a report after its last event: a quota exceeded is "recent" for
 /// 10 minutes; a previous secret lives at most 720h (the longest grace period).

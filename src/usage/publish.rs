@@ -119,7 +119,7 @@ async fn write(api: &Api<ConfigMap>, replica: &str, report: &Report) -> Result<(
 /// leader's controllers.
 pub struct Board {
     reports: RwLock<Reports>,
-    changed: broadcast::Sender<Arc<HashSet<String>>>,
+    changed: broadcast::Sender<Arc<Changes>>,
     /// Whether every report that existed when the watch started has been read (until then no
     /// decision may rest on a use not being reported).
     synced: std::sync::atomic::AtomicBool,
@@ -156,7 +156,7 @@ impl Board {
     }
 
     /// The UIDs (of apps and organizations) whose figures changed, per report change.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<HashSet<String>>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
         self.changed.subscribe()
     }
 
@@ -180,12 +180,41 @@ impl Board {
     }
 }
 
-/// The UIDs whose entries differ between two reports.
-fn changed_uids(before: &Report, after: &Report) -> HashSet<String> {
-    let mut changed = HashSet::new();
+/// What one report change changed, by UID (of apps and organizations).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// A first event: an entry that was not there, a previous secret of a new rotation, a quota
+    /// exceeded that was not before. Status shows these at once.
+    pub fresh: HashSet<String>,
+    /// Any other change (counts, times): status catches up at most once per refresh.
+    pub updated: HashSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.updated.is_empty()
+    }
+}
+
+/// The UIDs whose entries differ between two reports of one replica.
+fn changed_uids(before: &Report, after: &Report) -> Changes {
+    let mut changes = Changes::default();
     for uid in before.apps.keys().chain(after.apps.keys()) {
-        if before.apps.get(uid) != after.apps.get(uid) {
-            changed.insert(uid.clone());
+        let (b, a) = (before.apps.get(uid), after.apps.get(uid));
+        if b == a {
+            continue;
+        }
+        let revision = |u: Option<&super::report::AppUsage>| {
+            u.and_then(|u| u.previous_secret).map(|p| p.revision)
+        };
+        let quota =
+            |u: Option<&super::report::AppUsage>| u.and_then(|u| u.quota_exceeded_at).is_some();
+        let fresh =
+            (revision(a).is_some() && revision(a) != revision(b)) || (quota(a) && !quota(b));
+        if fresh {
+            changes.fresh.insert(uid.clone());
+        } else {
+            changes.updated.insert(uid.clone());
         }
     }
     for uid in before
@@ -193,11 +222,19 @@ fn changed_uids(before: &Report, after: &Report) -> HashSet<String> {
         .keys()
         .chain(after.organizations.keys())
     {
-        if before.organizations.get(uid) != after.organizations.get(uid) {
-            changed.insert(uid.clone());
+        let (b, a) = (before.organizations.get(uid), after.organizations.get(uid));
+        if b == a {
+            continue;
+        }
+        let exceeded =
+            |o: Option<&super::report::OrgUsage>| o.and_then(|o| o.quota_exceeded_at).is_some();
+        if exceeded(a) && !exceeded(b) {
+            changes.fresh.insert(uid.clone());
+        } else {
+            changes.updated.insert(uid.clone());
         }
     }
-    changed
+    changes
 }
 
 /// Keeps `board` at the reports in `namespace` until `shutdown`.

@@ -32,12 +32,39 @@ fn reports_forget_old_entries_and_stay_bounded() {
     r.previous_secret_used("new", 1, PREVIOUS_KEEP_SECS);
     let snap = r.snapshot(PREVIOUS_KEEP_SECS + 1);
     assert!(!snap.apps.contains_key("old") && snap.apps.contains_key("new"));
+    // Real UIDs, ten-digit times, counts in the thousands: the worst a report holds.
+    let uid = |i: u64| format!("{i:08x}-1b2c-4d5e-8f90-a1b2c3d4e5f6");
+    let now = 1_796_205_600;
     for i in 0..(MAX_APPS as u64 + 10) {
-        r.previous_secret_used(&format!("app-{i}"), 1, 1_000_000 + i);
+        for _ in 0..3 {
+            r.previous_secret_used(&uid(i), 12, now + i);
+        }
+        r.quota_exceeded(&app_with_uid(&uid(i)), None, &[exceeded()], now + i);
     }
-    let snap = r.snapshot(1_000_000 + MAX_APPS as u64 + 10);
+    let snap = r.snapshot(now + MAX_APPS as u64 + 10);
     assert_eq!(snap.apps.len(), MAX_APPS);
-    assert!(!snap.apps.contains_key("app-0"), "the oldest are left out");
+    assert!(!snap.apps.contains_key(&uid(0)), "the oldest are left out");
     let json = serde_json::to_string(&snap).expect("json");
-    assert!(json.len() < 800 * 1024, "{} bytes", json.len());
+    assert!(
+        json.len() < 1_000_000,
+        "{} bytes do not fit a ConfigMap",
+        json.len()
+    );
+    eprintln!("a report of {MAX_APPS} apps: {} bytes", json.len());
+}
+
+fn app_with_uid(uid: &str) -> crate::api::M2MApp {
+    let mut app = crate::api::M2MApp::new("a", Default::default());
+    app.metadata.uid = Some(uid.to_owned());
+    app
+}
+
+fn exceeded() -> Exceeded {
+    Exceeded {
+        scope: Scope::App,
+        period: crate::token::quota::window::Period::Minute,
+        mode: crate::api::QuotaMode::Enforce,
+        limit: 600,
+        retry_after: 10,
+    }
 }

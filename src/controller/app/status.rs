@@ -91,7 +91,13 @@ impl<'a> StatusInputs<'a> {
             }
             None => (None, None, None),
         };
-        let wake = quota_wake.into_iter().chain(use_wake).min();
+        // While a used previous secret still works, or a quota was exceeded recently, look again
+        // every refresh: later report changes do not all trigger a reconcile.
+        let in_grace = self.record.is_some_and(|r| r.previous.is_some());
+        let busy =
+            (in_grace && used_at.is_some()) || quota.as_ref().is_some_and(|q| q.exceeded_recently);
+        let periodic = busy.then_some(usage_status::REFRESH);
+        let wake = quota_wake.into_iter().chain(use_wake).chain(periodic).min();
         (quota, used_at, uses, wake)
     }
 }

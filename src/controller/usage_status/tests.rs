@@ -88,3 +88,34 @@ fn previous_secret_uses_show_the_first_at_once_then_refresh_and_never_go_down() 
         "a new rotation starts from nothing"
     );
 }
+
+#[test]
+fn report_changes_reconcile_first_events_at_once_and_others_once_per_refresh() {
+    use crate::usage::publish::Changes;
+    let set = |uids: &[&str]| uids.iter().map(|u| (*u).to_owned()).collect();
+    let mut limiter = Limiter::default();
+    let t0 = std::time::Instant::now();
+    let fresh = Changes {
+        fresh: set(&["a"]),
+        updated: set(&["b"]),
+    };
+    assert_eq!(limiter.admit(&fresh, t0), set(&["a", "b"]));
+    let again = Changes {
+        fresh: std::collections::HashSet::new(),
+        updated: set(&["a", "b"]),
+    };
+    assert!(
+        limiter
+            .admit(&again, t0 + Duration::from_secs(5))
+            .is_empty()
+    );
+    let first_again = Changes {
+        fresh: set(&["a"]),
+        updated: std::collections::HashSet::new(),
+    };
+    assert_eq!(
+        limiter.admit(&first_again, t0 + Duration::from_secs(6)),
+        set(&["a"])
+    );
+    assert_eq!(limiter.admit(&again, t0 + REFRESH), set(&["b"]));
+}
