@@ -184,7 +184,8 @@ impl Fixture {
         )
     }
 
-    fn with_service(service: Arc<TokenService>, timeout: Duration) -> Self {
+    /// The router over `service`.
+    pub fn with_service(service: Arc<TokenService>, timeout: Duration) -> Self {
         let limits = token::Limits {
             max_concurrent: 64,
             timeout,
