@@ -135,6 +135,60 @@ pub fn previous_use(
     (time(at), Some(uses), wake)
 }
 
+/// What an M2MApp's status shows of the reports.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppUsage {
+    pub quota: Option<QuotaStatus>,
+    pub previous_used_at: Option<Time>,
+    pub previous_uses: Option<i64>,
+    /// When to look again.
+    pub wake: Option<Duration>,
+}
+
+/// The usage figures of `app` (its `record` after this reconcile) to show at `now`: the
+/// quota, the previous secret's last use and uses (after a rotation only).
+pub fn app(
+    app: &crate::api::M2MApp,
+    record: Option<&crate::credentials::record::ClientRecord>,
+    quota_reported: Option<u64>,
+    previous_reported: Option<PreviousUse>,
+    now: Timestamp,
+) -> AppUsage {
+    let shown = app.status.as_ref();
+    let now = u64::try_from(now.as_second()).unwrap_or(0);
+    let (quota, quota_wake) = self::quota(
+        app.spec.quota.as_ref(),
+        shown.and_then(|s| s.quota.as_ref()),
+        quota_reported,
+        now,
+    );
+    let (previous_used_at, previous_uses, use_wake) = match record.filter(|r| r.revision > 1) {
+        Some(record) => {
+            let shown = shown.and_then(|s| s.rotation.as_ref()).map(|r| {
+                (
+                    r.revision,
+                    r.previous_secret_last_used_at.as_ref(),
+                    r.previous_secret_uses,
+                )
+            });
+            previous_use(record.revision, shown, previous_reported, now)
+        }
+        None => (None, None, None),
+    };
+    // While a used previous secret still works, or a quota was exceeded recently, look again
+    // every refresh: later report changes do not all trigger a reconcile.
+    let in_grace = record.is_some_and(|r| r.previous.is_some());
+    let busy = (in_grace && previous_used_at.is_some())
+        || quota.as_ref().is_some_and(|q| q.exceeded_recently);
+    let periodic = busy.then_some(REFRESH);
+    AppUsage {
+        quota,
+        previous_used_at,
+        previous_uses,
+        wake: quota_wake.into_iter().chain(use_wake).chain(periodic).min(),
+    }
+}
+
 /// Which UIDs of a report change to reconcile: every first event, other changes at most once
 /// per [`REFRESH`] per UID.
 #[derive(Debug, Default)]

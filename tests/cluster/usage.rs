@@ -17,7 +17,7 @@ use crate::{
     fixtures::*,
     http,
     operator::Operator,
-    quotas::{TokenService, three_replicas},
+    replicas::{TokenService, three_replicas},
 };
 
 async fn rotate(client: &kube::Client, ns: &str, name: &str, value: &str) {
@@ -208,7 +208,7 @@ async fn reporting_previous_secret_use_costs_bounded_api_writes() {
         .unwrap_or(20);
     let client = common::client().await;
     let service = TokenService::new(&client, 3).await;
-    let ops = crate::quotas::three_replicas_reporting_every(&client, &service, "5s").await;
+    let ops = crate::replicas::three_replicas_reporting_every(&client, &service, "5s").await;
     let ns = TestNamespace::new(&client, "m2m-usage-rate").await;
     let names: Vec<String> = (0..apps).map(|i| format!("app-{i}")).collect();
     for name in &names {

@@ -77,7 +77,7 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         observed.now,
         ctx.config.resync,
     );
-    let wake = inputs.usage().3.map_or(wake, |w| wake.min(w));
+    let wake = inputs.usage().wake.map_or(wake, |w| wake.min(w));
     let wake = retire_wake(&observed, applied.record.as_ref()).map_or(wake, |w| wake.min(w));
     let retry = failure.map(|f| f.retry_in(tokio::time::Instant::now()));
     Ok(Action::requeue(retry.map_or(wake, |r| {

@@ -3,14 +3,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-    jiff::Timestamp,
-};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 
 use super::{observe::Observed, plan::SecretState};
 use crate::{
-    api::{M2MApp, M2MAppStatus, QuotaStatus, RotationStatus, conditions::app_reasons},
+    api::{M2MApp, M2MAppStatus, RotationStatus, conditions::app_reasons},
     controller::{
         conditions::{self, ready_reason},
         events::Note,
@@ -60,45 +57,15 @@ impl<'a> StatusInputs<'a> {
         }
     }
 
-    /// The usage figures to show (quota, previous secret's last use and uses) and when they
-    /// need another look.
-    pub fn usage(
-        &self,
-    ) -> (
-        Option<QuotaStatus>,
-        Option<Time>,
-        Option<i64>,
-        Option<Duration>,
-    ) {
-        let shown = self.app.status.as_ref();
-        let now = u64::try_from(self.now.as_second()).unwrap_or(0);
-        let (quota, quota_wake) = usage_status::quota(
-            self.app.spec.quota.as_ref(),
-            shown.and_then(|s| s.quota.as_ref()),
+    /// The usage figures to show and when they need another look ([`usage_status::app`]).
+    pub fn usage(&self) -> usage_status::AppUsage {
+        usage_status::app(
+            self.app,
+            self.record,
             self.quota_reported,
-            now,
-        );
-        let (used_at, uses, use_wake) = match self.record.filter(|r| r.revision > 1) {
-            Some(record) => {
-                let shown = shown.and_then(|s| s.rotation.as_ref()).map(|r| {
-                    (
-                        r.revision,
-                        r.previous_secret_last_used_at.as_ref(),
-                        r.previous_secret_uses,
-                    )
-                });
-                usage_status::previous_use(record.revision, shown, self.previous_reported, now)
-            }
-            None => (None, None, None),
-        };
-        // While a used previous secret still works, or a quota was exceeded recently, look again
-        // every refresh: later report changes do not all trigger a reconcile.
-        let in_grace = self.record.is_some_and(|r| r.previous.is_some());
-        let busy =
-            (in_grace && used_at.is_some()) || quota.as_ref().is_some_and(|q| q.exceeded_recently);
-        let periodic = busy.then_some(usage_status::REFRESH);
-        let wake = quota_wake.into_iter().chain(use_wake).chain(periodic).min();
-        (quota, used_at, uses, wake)
+            self.previous_reported,
+            self.now,
+        )
     }
 }
 
@@ -189,7 +156,12 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     let issued = inputs.record.filter(|_| !inputs.conflict);
     let grant = inputs.grant.as_ref().ok();
     let every = app.rotation_every();
-    let (quota, previous_used_at, previous_uses, _) = inputs.usage();
+    let usage_status::AppUsage {
+        quota,
+        previous_used_at,
+        previous_uses,
+        ..
+    } = inputs.usage();
     M2MAppStatus {
         quota,
         client_id: issued.map(|r| r.client_id.clone()),
