@@ -101,6 +101,8 @@ impl AppUsageFacts {
 impl Observed<'_> {
     /// The latest use of the previous secret of the record's revision that is known: reported
     /// by the replicas, or already in status (a replica that restarted forgot its counts).
+    /// Both are whole seconds, rounded down; this is the end of that second, so an idle time
+    /// counted from it is never short.
     pub fn previous_last_used(&self) -> Option<Timestamp> {
         let revision = self.record.as_ref()?.revision;
         let reported = self
@@ -115,7 +117,10 @@ impl Observed<'_> {
             .filter(|r| r.revision == revision)
             .and_then(|r| r.previous_secret_last_used_at.as_ref())
             .map(|t| t.0);
-        reported.max(shown)
+        reported.max(shown).and_then(|t| {
+            t.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(1))
+                .ok()
+        })
     }
 
     /// Whether this reconcile may write the app's Secret (and so hash a new secret for it).
