@@ -12,7 +12,10 @@
 #                          dry-run apply of both renderings and of deploy/m2m-operator.yaml (the
 #                          policy and its binding included: the API server compiles its CEL)
 #                          against the local control plane (which must be running:
-#                          hack/cluster.sh up)
+#                          hack/cluster.sh up); the chart's alerts (files/alerts.yaml) are the
+#                          ones docs/operations.md shows, and every metric the alerts and the
+#                          dashboard (dashboards/m2m-operator.json) name is one the operator
+#                          exports (src/)
 #
 # helm and kubectl are the pinned ones of hack/cluster.sh (no cargo needed).
 set -euo pipefail
@@ -111,6 +114,62 @@ readme_keys() {
     sed -n 's/^| `\([^`]*\)` |.*/\1/p' | sort -u
 }
 
+# exported_metrics: every metric name the operator registers (prefix m2m_), one a line, sorted.
+exported_metrics() {
+  # shellcheck disable=SC2046 # file list
+  perl -0777 -ne 'while (/(?:registry\s*\.register|encode_descriptor)\(\s*"([a-z0-9_]+)"/g) { print "m2m_$1\n" }' \
+    $(grep -rlE 'registry\s*\.register|encode_descriptor' src --include='*.rs') | sort -u
+}
+
+# unknown_metrics NAMES_FILE: the m2m_* names of stdin that are no exported metric (with the
+# suffixes Prometheus adds: _total, _bucket, _sum, _count), one a line.
+unknown_metrics() {
+  local name
+  grep -oE 'm2m_[a-z0-9_]+' | sort -u | while read -r name; do
+    grep -qxE "$(printf '%s' "$name" | sed -E 's/_(total|bucket|sum|count)$//')" "$1" || echo "$name"
+  done
+}
+
+# helm_walk DIR FILE TEMPLATE: renders TEMPLATE (a Helm template that reads `$doc`, the YAML or
+# JSON of FILE) with a throwaway chart in DIR and prints it: Helm is the YAML parser, as in
+# value_keys (no other tool needed).
+helm_walk() {
+  local dir=$1/walk file=$2 template=$3
+  rm -rf "$dir" && mkdir -p "$dir/templates" "$dir/files"
+  printf 'apiVersion: v2\nname: walk\nversion: 0.0.0\n' >"$dir/Chart.yaml"
+  cp "$file" "$dir/files/doc"
+  printf '%s\n' '{{- $doc := .Files.Get "files/doc" -}}' "$template" >"$dir/templates/walk.yaml"
+  helm template walk "$dir" | sed -n 's/^row: //p'
+}
+
+# alert_table DIR FILE: the alerting rules of FILE (a list of rules, or a document with groups),
+# one `name<TAB>expr<TAB>for` a line, runs of whitespace in expr folded to one space.
+alert_table() {
+  # shellcheck disable=SC2016 # a Helm template
+  helm_walk "$1" "$2" '{{- $rules := list }}
+{{- if hasPrefix "groups:" (trim $doc) }}{{ $rules = (index (fromYaml $doc).groups 0).rules }}{{ else }}{{ $rules = fromYamlArray $doc }}{{ end }}
+{{- range $rules }}
+row: {{ .alert }}{{ "\t" }}{{ regexReplaceAll "\\s+" (trim .expr) " " }}{{ "\t" }}{{ .for }}
+{{- end }}'
+}
+
+# doc_alerts DIR: the alerts block of docs/operations.md; chart_alerts DIR: files/alerts.yaml.
+doc_alerts() {
+  awk '/^## Metrics and alerts/{m=1} m && /^```yaml/{b=1; next} b && /^```/{exit} b' docs/operations.md >"$1/doc-alerts.yaml"
+  alert_table "$1" "$1/doc-alerts.yaml"
+}
+chart_alerts() { alert_table "$1" "$CHART/files/alerts.yaml"; }
+
+# dashboard_exprs DIR: the query of every panel of the dashboard, one a line.
+dashboard_exprs() {
+  # shellcheck disable=SC2016 # a Helm template
+  helm_walk "$1" "$CHART/dashboards/m2m-operator.json" '{{- range (fromJson $doc).panels }}
+{{- range .targets }}
+row: {{ .expr }}
+{{- end }}
+{{- end }}'
+}
+
 # dry_run WHAT: server-side apply of stdin with --dry-run=server; nothing is persisted.
 # --force-conflicts: whether another manager owns a field (the CRDs applied by the tests) is not
 # what this checks.
@@ -131,24 +190,30 @@ ensure_cluster_prereqs() {
       die "cannot create namespace $NAMESPACE"
     log "created namespace $NAMESPACE"
   fi
-  # The control plane has no Prometheus Operator. This stand-in CRD only lets the API server accept
-  # the ServiceMonitor's shape (group, version, kind, namespaced, object metadata); it validates
-  # none of its spec. It is left installed (a real one is never replaced by it).
-  if ! kubectl get crd servicemonitors.monitoring.coreos.com >/dev/null 2>&1; then
-    kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f - >/dev/null <<'EOF'
+  stand_in_crd ServiceMonitor servicemonitor
+  stand_in_crd PrometheusRule prometheusrule
+}
+
+# stand_in_crd KIND SINGULAR: the control plane has no Prometheus Operator. This stand-in CRD only
+# lets the API server accept the kind's shape (group, version, kind, namespaced, object metadata);
+# it validates none of its spec. It is left installed (a real one is never replaced by it).
+stand_in_crd() {
+  local kind=$1 singular=$2
+  if ! kubectl get crd "${singular}s.monitoring.coreos.com" >/dev/null 2>&1; then
+    kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f - >/dev/null <<EOF
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: servicemonitors.monitoring.coreos.com
+  name: ${singular}s.monitoring.coreos.com
   labels:
     m2m.dev/stand-in: hack-chart-check
 spec:
   group: monitoring.coreos.com
   names:
-    kind: ServiceMonitor
-    listKind: ServiceMonitorList
-    plural: servicemonitors
-    singular: servicemonitor
+    kind: $kind
+    listKind: ${kind}List
+    plural: ${singular}s
+    singular: $singular
   scope: Namespaced
   versions:
     - name: v1
@@ -159,8 +224,8 @@ spec:
           type: object
           x-kubernetes-preserve-unknown-fields: true
 EOF
-    kubectl wait --for=condition=Established --timeout=60s crd/servicemonitors.monitoring.coreos.com >/dev/null
-    log "installed a stand-in ServiceMonitor CRD (monitoring.coreos.com/v1) for the dry-runs"
+    kubectl wait --for=condition=Established --timeout=60s "crd/${singular}s.monitoring.coreos.com" >/dev/null
+    log "installed a stand-in $kind CRD (monitoring.coreos.com/v1) for the dry-runs"
   fi
 }
 
@@ -224,6 +289,26 @@ cmd_check() {
     die "admissionPolicy.enabled=false still renders the admission policy"
   fi
 
+  log "the chart's alerts are the ones docs/operations.md shows; the alerts and the dashboard name only metrics the operator exports"
+  chart_alerts "$work" >"$work/chart.alerts" || die "cannot parse $CHART/files/alerts.yaml"
+  doc_alerts "$work" >"$work/doc.alerts" || die "cannot parse the alerts block of docs/operations.md"
+  [ -s "$work/chart.alerts" ] || die "found no alerts in $CHART/files/alerts.yaml"
+  if ! diff -u "$work/doc.alerts" "$work/chart.alerts" >"$work/alerts.diff"; then
+    cat "$work/alerts.diff" >&2
+    die "$CHART/files/alerts.yaml and the alerts of docs/operations.md differ (diff above: - docs, + chart; name, expr, for)"
+  fi
+  exported_metrics >"$work/metrics"
+  [ -s "$work/metrics" ] || die "found no registered metrics in src/"
+  local unknown_names
+  unknown_names=$(cut -f2 "$work/chart.alerts" | unknown_metrics "$work/metrics")
+  # shellcheck disable=SC2086 # one line
+  [ -z "$unknown_names" ] || die "alerts in $CHART/files/alerts.yaml name metrics the operator does not export: $(echo $unknown_names)"
+  dashboard_exprs "$work" >"$work/dashboard.exprs" || die "cannot parse $CHART/dashboards/m2m-operator.json"
+  [ -s "$work/dashboard.exprs" ] || die "found no panel queries in $CHART/dashboards/m2m-operator.json"
+  unknown_names=$(unknown_metrics "$work/metrics" <"$work/dashboard.exprs")
+  # shellcheck disable=SC2086 # one line
+  [ -z "$unknown_names" ] || die "the dashboard names metrics the operator does not export: $(echo $unknown_names)"
+
   hack/cluster.sh status >/dev/null 2>&1 || die "the local control plane is not running; start it with hack/cluster.sh up"
   log "server-side dry-run apply against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
   ensure_cluster_prereqs
@@ -231,7 +316,7 @@ cmd_check() {
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --include-crds -f "$ALL_ON" | dry_run "$ALL_ON"
   dry_run "$MANIFEST" <"$MANIFEST"
 
-  log "ok: lint (2 value sets), $MANIFEST current, $(wc -l <"$work/values.keys") values documented, $(echo "$flags" | wc -l) flags passed, 3 renderings accepted by the API server"
+  log "ok: lint (2 value sets), $MANIFEST current, $(wc -l <"$work/values.keys") values documented, $(echo "$flags" | wc -l) flags passed, $(wc -l <"$work/chart.alerts") alerts as documented, 3 renderings accepted by the API server"
 }
 
 case "${1:-}" in

@@ -203,6 +203,17 @@ pub struct RunConfig {
     #[arg(long, env = "M2M_GLOBAL_APP_NAMESPACE_LABELS", value_parser = labels)]
     pub global_app_namespace_labels: Option<std::collections::BTreeMap<String, String>>,
 
+    /// The token Service (in `--namespace`) whose ready endpoints divide each token quota
+    /// between the replicas: each admits `ceil(quota / ready endpoints)`. Empty: each replica
+    /// admits whole quotas (right for one replica).
+    #[arg(long, env = "M2M_QUOTA_SERVICE", default_value = "")]
+    pub quota_service: String,
+
+    /// How often at most each replica writes its usage report (quotas exceeded, previous
+    /// secrets used) for the leader; the first change after a quiet interval is written at once.
+    #[arg(long, env = "M2M_USAGE_REPORT_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub usage_report_interval: Duration,
+
     /// Label and annotation keys an M2MApp's `secretTemplate` may set (comma-separated patterns;
     /// `*` matches any run of characters without `/`: `*` is every unprefixed key, `*/*` every
     /// key). Keys under `m2m.dev/`, `kubernetes.io/` and `k8s.io/` are never allowed. An app

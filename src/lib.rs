@@ -17,3 +17,4 @@ pub mod rotation;
 pub mod telemetry;
 pub mod tenancy;
 pub mod token;
+pub mod usage;

@@ -142,12 +142,20 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     ));
 
     let identity = config.identity();
-    let ctx = Arc::new(controller::Context::new(
+    let ctx = controller::Context::new(
         fence.client(client.clone()),
         cache,
         config.controller_config(&identity),
         metrics,
-    ));
+    );
+    // Every replica's usage report, for the leader's status (read by every replica: cheap).
+    m2m_operator::usage::publish::watch(
+        client.clone(),
+        &config.namespace,
+        ctx.usage.clone(),
+        shutdown.clone(),
+    );
+    let ctx = Arc::new(ctx);
     let work = leader_work(
         ctx,
         fence.client(client.clone()),
@@ -227,6 +235,21 @@ fn token_service(
         registry,
     ));
     tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
+    token::quota::replicas::watch(
+        client.clone(),
+        &config.namespace,
+        service.config().quota_service.clone(),
+        service.quota_replicas(),
+        shutdown.clone(),
+    );
+    tokio::spawn(m2m_operator::usage::publish::run(
+        client.clone(),
+        config.namespace.clone(),
+        config.identity(),
+        service.usage(),
+        config.usage_report_interval,
+        shutdown.clone(),
+    ));
     let key_metrics = key_manager::KeyMetrics::register(registry);
     let latest_keys = key_manager::watch_keys(
         client.clone(),

@@ -71,6 +71,40 @@ pub fn decide(
     }
 }
 
+/// Whether a previous secret is to be retired for being unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retire {
+    /// No policy, no previous secret, or nothing known yet.
+    Never,
+    /// It was unused for the whole idle time: retire it now.
+    Now,
+    /// Not before this, if it stays unused.
+    At(Timestamp),
+}
+
+/// `spec.rotation.retirePreviousWhenUnusedFor`: the previous secret is retired once neither it
+/// was used (`last_used`, on any replica) nor the rotation happened within `idle`. `idle`
+/// `None`: no policy. A grace period that ends first ends it anyway.
+pub fn retire_unused(
+    record: &ClientRecord,
+    idle: Option<Duration>,
+    last_used: Option<Timestamp>,
+    now: Timestamp,
+) -> Retire {
+    let (Some(idle), Some(previous)) = (idle, record.previous.as_ref()) else {
+        return Retire::Never;
+    };
+    let since = last_used.map_or(record.last_rotation_time, |u| {
+        u.max(record.last_rotation_time)
+    });
+    match add(since, idle) {
+        Some(at) if at >= previous.expires_at => Retire::Never,
+        Some(at) if at <= now => Retire::Now,
+        Some(at) => Retire::At(at),
+        None => Retire::Never,
+    }
+}
+
 /// When a previous secret that is replaced at `now` stops working (`None`: at once).
 pub fn previous_expires_at(now: Timestamp, grace: Duration) -> Option<Timestamp> {
     if grace.is_zero() {

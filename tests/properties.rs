@@ -157,6 +157,7 @@ proptest! {
         app.spec.rotation = Some(RotationSpec {
             every: every.map(|e| format!("{e}s")),
             grace_period: format!("{grace}s"),
+            retire_previous_when_unused_for: None,
         });
         let observed = Observed {
             app: &app,
@@ -177,6 +178,8 @@ proptest! {
             write_failure: None,
             secret_writes_deferred: false,
             template_refused: Vec::new(),
+            usage: Default::default(),
+            retire_unused_after: None,
         };
         let plan = plan::plan(&observed);
         prop_assert!(!plan.revokes_previous);
@@ -224,6 +227,8 @@ proptest! {
                 verified_secret: None,
                 write_failure: None,
                 template_refused: &[],
+                quota_reported: None,
+                previous_reported: None,
             })
         };
         let first = inputs(&app, t(secs));

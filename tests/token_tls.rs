@@ -72,6 +72,7 @@ async fn serves_https_and_reloads_a_renewed_certificate() {
         failure_window: Duration::from_secs(60),
         trusted_proxies: Default::default(),
         global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
+        quota_service: None,
     };
     let service = Arc::new(TokenService::new(
         World::new("m2m-system").finish(),
@@ -172,6 +173,7 @@ async fn a_client_stalling_its_tls_handshake_is_cut_off_at_the_header_read_timeo
             failure_window: Duration::from_secs(60),
             trusted_proxies: Default::default(),
             global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
+            quota_service: None,
         },
         &mut prometheus_client::registry::Registry::default(),
     ));

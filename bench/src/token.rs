@@ -45,6 +45,7 @@ pub fn config() -> TokenConfig {
         failure_window: Duration::from_secs(60),
         trusted_proxies: Default::default(),
         global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
+        quota_service: None,
     }
 }
 

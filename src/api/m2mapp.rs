@@ -94,6 +94,13 @@ pub struct M2MAppSpec {
     /// When true, the token endpoint refuses this app. Credentials are kept.
     #[serde(default)]
     pub disabled: bool,
+
+    /// Optional cap on the tokens this app gets, per minute and/or per day, counted across all
+    /// replicas (each replica admits its share: the quota divided by the number of ready
+    /// replicas, rounded up). Over it: 429 with `Retry-After` (`Enforce`), or issued and
+    /// reported (`Observe`). Unset: no quota of its own (its Organization's may still apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::QuotaSpec>,
 }
 
 fn default_token_lifetime() -> String {
@@ -173,6 +180,20 @@ pub struct RotationSpec {
     #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('720h')")
         .message("rotation.gracePeriod must be at most 720h"))]
     pub grace_period: String,
+
+    /// End the grace period early once the previous secret has not got a token, on any replica,
+    /// for this long (counted from the rotation or its last use; e.g. `15m`). At least 10s (and
+    /// at least twice the replicas' `--usage-report-interval`, 10s by default, whichever is
+    /// longer); the grace period ends it anyway. Unset: the previous secret lasts the whole
+    /// grace period. `status.rotation.previousSecretLastUsedAt` shows its last use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$"),
+        length(max = 32)
+    )]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('10s') && duration(self) <= duration('720h')")
+        .message("rotation.retirePreviousWhenUnusedFor must be between 10s and 720h"))]
+    pub retire_previous_when_unused_for: Option<String>,
 }
 
 impl Default for RotationSpec {
@@ -180,6 +201,7 @@ impl Default for RotationSpec {
         Self {
             every: None,
             grace_period: default_grace_period(),
+            retire_previous_when_unused_for: None,
         }
     }
 }
@@ -211,6 +233,11 @@ pub struct M2MAppStatus {
     /// Rotation state of the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationStatus>,
+
+    /// The app's quota in effect, and whether it was exceeded recently (absent without
+    /// `spec.quota`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::QuotaStatus>,
 
     /// `Ready` condition: whether the credentials work, and why not. At most 8 conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -262,6 +289,14 @@ pub struct RotationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub last_handled_revoke_request: Option<String>,
+    /// When the previous secret (the one this revision replaced) last got a token, on any
+    /// replica (reported by the replicas; the first use at once, later ones at most every 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub previous_secret_last_used_at: Option<Time>,
+    /// How many tokens the previous secret got since this revision's rotation, on all replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_uses: Option<i64>,
 }
 
 impl M2MApp {
@@ -269,6 +304,17 @@ impl M2MApp {
     pub fn rotation_every(&self) -> Option<std::time::Duration> {
         let every = self.spec.rotation.as_ref()?.every.as_deref()?;
         super::duration::parse(every).ok()
+    }
+
+    /// `spec.rotation.retirePreviousWhenUnusedFor`, parsed (`None`: no such policy).
+    pub fn retire_previous_when_unused_for(&self) -> Option<std::time::Duration> {
+        let text = self
+            .spec
+            .rotation
+            .as_ref()?
+            .retire_previous_when_unused_for
+            .as_deref()?;
+        super::duration::parse(text).ok()
     }
 
     /// `spec.rotation.gracePeriod`, parsed (default 1h).

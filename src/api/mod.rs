@@ -9,12 +9,14 @@ pub mod duration;
 mod m2mapp;
 pub mod names;
 mod organization;
+pub mod quota;
 pub mod validation;
 
 pub use m2mapp::{
     M2MApp, M2MAppSpec, M2MAppStatus, OrganizationRef, RotationSpec, RotationStatus, SecretTemplate,
 };
 pub use organization::{Organization, OrganizationSpec, OrganizationStatus};
+pub use quota::{QuotaMode, QuotaSpec, QuotaStatus};
 
 /// API group of both kinds.
 pub const GROUP: &str = "m2m.dev";

@@ -73,6 +73,12 @@ pub struct OrganizationSpec {
     /// Credentials are kept, so setting it back to false restores access.
     #[serde(default)]
     pub suspended: bool,
+
+    /// Optional cap on the tokens of all this organization's apps together, per minute and/or
+    /// per day, counted across all replicas like an app's quota. An app is refused once its own
+    /// quota or its organization's is used up (in `Enforce` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::QuotaSpec>,
 }
 
 /// Observed state of an Organization.
@@ -87,6 +93,11 @@ pub struct OrganizationStatus {
     /// Number of M2MApps bound to this organization.
     #[serde(default)]
     pub apps: i32,
+
+    /// The organization's quota in effect, and whether it was exceeded recently (absent without
+    /// `spec.quota`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::QuotaStatus>,
 
     /// `Ready` condition: whether the organization's code is in effect, and why not. At most 8
     /// conditions.

@@ -26,6 +26,7 @@ impl RunConfig {
             max_failures_per_source: self.max_failures_per_source,
             failure_window: self.failure_window,
             global_apps: self.global_apps(),
+            quota_service: Some(self.quota_service.clone()).filter(|s| !s.is_empty()),
             trusted_proxies: TrustedProxies {
                 networks: self.trusted_proxies.clone(),
                 header: self.forwarded_header,
@@ -75,6 +76,7 @@ impl RunConfig {
             instance: identity.to_owned(),
             global_apps: self.global_apps(),
             template_keys: self.template_keys(),
+            usage_report_interval: self.usage_report_interval,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod org_plan;
 mod org_triggers;
 mod record_gc;
 mod status_patch;
+pub mod usage_status;
 pub mod verified;
 
 use std::{sync::Arc, time::Duration};
@@ -58,6 +59,8 @@ pub struct ControllerConfig {
     pub global_apps: crate::tenancy::GlobalApps,
     /// The keys a `secretTemplate` may set.
     pub template_keys: crate::credentials::template::TemplateKeys,
+    /// How often at most each replica writes its usage report (`--usage-report-interval`).
+    pub usage_report_interval: Duration,
 }
 
 /// What every reconcile shares.
@@ -75,6 +78,8 @@ pub struct Context {
     write_failures: app::write_failures::WriteFailures,
     /// Failed reconciles in a row, per object (the retry delay).
     backoffs: backoff::Backoffs,
+    /// Every replica's usage report (quotas exceeded, previous secrets used).
+    pub usage: Arc<crate::usage::publish::Board>,
 }
 
 impl Context {
@@ -99,6 +104,7 @@ impl Context {
             verified: verified::VerifiedSecrets::default(),
             write_failures: Default::default(),
             backoffs: Default::default(),
+            usage: Arc::default(),
         }
     }
 
@@ -181,6 +187,33 @@ fn reconcile_all(rx: mpsc::UnboundedReceiver<()>) -> impl Stream<Item = ()> + Se
     futures::stream::once(future::ready(())).chain(UnboundedReceiverStream::new(rx))
 }
 
+/// The objects (found by `find` among the UIDs a usage report changed) to reconcile, so their
+/// status shows what the replicas reported.
+fn usage_triggers<K>(
+    ctx: &Context,
+    find: impl Fn(&Cache, &std::collections::HashSet<String>) -> Vec<ObjectRef<K>> + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let cache = ctx.cache.clone();
+    // Other changes than first events reconcile an object at most once per refresh (a busy
+    // app's report changes every few seconds on each replica): its status catches up then.
+    let mut limiter = usage_status::Limiter::default();
+    BroadcastStream::new(ctx.usage.subscribe())
+        .filter_map(move |item| {
+            future::ready(match item {
+                Ok(changes) => {
+                    let uids = limiter.admit(&changes, std::time::Instant::now());
+                    Some(futures::stream::iter(find(&cache, &uids)))
+                }
+                // Missed changes are seen at the next report change or resync.
+                Err(BroadcastStreamRecvError::Lagged(_)) => None,
+            })
+        })
+        .flatten()
+}
+
 async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
     let cache = ctx.cache.clone();
     let (resync, resync_rx) = mpsc::unbounded_channel();
@@ -206,6 +239,9 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches_shared_stream(shared(&cache, &resync, Change::record), |record| {
             app::triggers::app_of_record(&record)
         })
+        .reconcile_on(usage_triggers(&ctx, |cache, uids| {
+            app::triggers::apps_with_uids(&cache.apps, uids)
+        }))
         .reconcile_all_on(reconcile_all(resync_rx))
         .with_config(
             controller::Config::default()
@@ -233,6 +269,9 @@ async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
     .watches_shared_stream(shared(&cache, &resync, Change::app), |app| {
         org::org_of_app(&app)
     })
+    .reconcile_on(usage_triggers(&ctx, |cache, uids| {
+        app::triggers::orgs_with_uids(&cache.organizations, uids)
+    }))
     .reconcile_all_on(reconcile_all(resync_rx))
     .with_config(
         controller::Config::default()

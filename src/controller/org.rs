@@ -53,11 +53,23 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
                 .is_some_and(|r| r.name == name)
         })
         .count();
+    let now = Timestamp::now();
+    let reported = org.metadata.uid.as_deref().and_then(|uid| {
+        ctx.usage
+            .with(|r| crate::usage::report::org_quota_exceeded(r.values(), uid))
+    });
+    let (quota, wake) = super::usage_status::quota(
+        org.spec.quota.as_ref(),
+        org.status.as_ref().and_then(|s| s.quota.as_ref()),
+        reported,
+        u64::try_from(now.as_second()).unwrap_or(0),
+    );
     let desired = org_plan::status(
         org,
         &state,
         i32::try_from(apps).unwrap_or(i32::MAX),
-        Timestamp::now(),
+        quota,
+        now,
     );
     if org.status.as_ref() != Some(&desired) {
         let api: Api<Organization> = Api::all(ctx.client.clone());
@@ -78,8 +90,23 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
             );
             events::publish(ctx, org, note).await;
         }
+        let (shown, quota) = (
+            org.status.as_ref().and_then(|s| s.quota.as_ref()),
+            desired.quota.as_ref(),
+        );
+        if super::usage_status::newly_exceeded(shown, quota) {
+            events::publish(ctx, org, super::usage_status::exceeded_note(quota)).await;
+        }
     }
-    Ok(Action::requeue(ctx.config.resync))
+    let busy = desired.quota.as_ref().is_some_and(|q| q.exceeded_recently);
+    let wake = wake
+        .into_iter()
+        .chain(busy.then_some(super::usage_status::REFRESH))
+        .min();
+    let wake = wake.map_or(ctx.config.resync, |w| {
+        w.min(ctx.config.resync) + std::time::Duration::from_millis(100)
+    });
+    Ok(Action::requeue(wake))
 }
 
 /// Organizations whose duplicate state a change of `org` may flip: those sharing its code.

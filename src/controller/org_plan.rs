@@ -13,6 +13,7 @@ pub fn status(
     org: &Organization,
     state: &OrgState,
     apps: i32,
+    quota: Option<crate::api::QuotaStatus>,
     now: Timestamp,
 ) -> OrganizationStatus {
     let code = org.effective_code().to_owned();
@@ -55,6 +56,7 @@ pub fn status(
     OrganizationStatus {
         code: Some(code),
         apps,
+        quota,
         conditions: vec![conditions::ready(
             ok,
             reason,
@@ -77,7 +79,7 @@ mod tests {
     }
 
     fn reason(o: &Organization, state: &OrgState) -> String {
-        status(o, state, 0, Timestamp::UNIX_EPOCH).conditions[0]
+        status(o, state, 0, None, Timestamp::UNIX_EPOCH).conditions[0]
             .reason
             .clone()
     }
@@ -110,6 +112,7 @@ mod tests {
             &org(OrganizationSpec::default()),
             &OrgState::Active,
             3,
+            None,
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(s.code.as_deref(), Some("acme"));

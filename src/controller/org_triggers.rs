@@ -71,6 +71,7 @@ mod tests {
         o.status = Some(OrganizationStatus {
             code: Some("acme".into()),
             apps,
+            quota: None,
             conditions: vec![Condition {
                 type_: READY.into(),
                 status: if reason == "Active" { "True" } else { "False" }.into(),

@@ -22,6 +22,16 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    /// `app` or `organization`.
+    pub scope: &'static str,
+    /// `minute` or `day`.
+    pub period: &'static str,
+    /// `enforce` (the request was refused) or `observe` (the token was issued anyway).
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
@@ -53,6 +63,9 @@ pub struct TokenMetrics {
     pub requests: Family<OutcomeLabels, Counter>,
     /// `m2m_tokens_issued_with_previous_secret_total`.
     pub previous_secret: Counter,
+    /// `m2m_token_quota_exceeded_total{scope, period, mode}`: token requests that found a quota
+    /// used up (no per-app label: the audit log names the app).
+    pub quota_exceeded: Family<QuotaLabels, Counter>,
     /// `m2m_token_request_duration_seconds{endpoint}`.
     pub duration: Family<EndpointLabels, Histogram>,
     /// `m2m_argon2_jobs_running`, `m2m_argon2_admitted`.
@@ -67,6 +80,7 @@ impl TokenMetrics {
             connections: ConnectionMetrics::default(),
             requests: Family::default(),
             previous_secret: Counter::default(),
+            quota_exceeded: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
@@ -80,6 +94,11 @@ impl TokenMetrics {
             "tokens_issued_with_previous_secret",
             "Tokens issued to a client that authenticated with its previous (grace-period) secret",
             m.previous_secret.clone(),
+        );
+        registry.register(
+            "token_quota_exceeded",
+            "Token requests that found a quota used up, by scope (app, organization), period and mode (enforce: refused, observe: issued)",
+            m.quota_exceeded.clone(),
         );
         registry.register(
             "token_request_duration_seconds",
@@ -117,6 +136,19 @@ impl TokenMetrics {
         self.requests
             .get_or_create(&OutcomeLabels { endpoint, outcome })
             .inc();
+    }
+
+    /// Counts each quota a token request found used up.
+    pub fn quota_exceeded(&self, exceeded: &[super::quota::window::Exceeded]) {
+        for e in exceeded {
+            self.quota_exceeded
+                .get_or_create(&QuotaLabels {
+                    scope: e.scope.as_str(),
+                    period: e.period.as_str(),
+                    mode: e.mode.as_str(),
+                })
+                .inc();
+        }
     }
 
     /// Counts one request of `endpoint` with its outcome and records its latency.

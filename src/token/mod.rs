@@ -9,6 +9,7 @@ pub mod http;
 pub mod jwt;
 pub mod listener;
 pub mod metrics;
+pub mod quota;
 pub mod signing_keys;
 mod state;
 
@@ -59,7 +60,7 @@ pub fn router(service: Arc<TokenService>, limits: &Limits) -> Router {
                                 OAuthError::overloaded()
                             };
                             if let Some(endpoint) = http::endpoint(uri.path()) {
-                                let outcome = refusal.code.as_str();
+                                let outcome = refusal.outcome();
                                 metrics.count(endpoint, outcome);
                                 if endpoint == "token" {
                                     tracing::info!(

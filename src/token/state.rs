@@ -34,6 +34,9 @@ pub struct TokenConfig {
     pub trusted_proxies: TrustedProxies,
     /// Where global apps may live (the controller applies the same policy).
     pub global_apps: crate::tenancy::GlobalApps,
+    /// The token Service whose ready endpoints divide the quotas (`None`: each replica admits
+    /// whole quotas).
+    pub quota_service: Option<String>,
 }
 
 /// Shared state of the handlers.
@@ -49,6 +52,10 @@ pub struct TokenService {
     /// Parsed client records.
     pub(super) parsed: clients::ParsedRecords,
     pub(super) metrics: TokenMetrics,
+    /// This replica's quota counters.
+    pub(super) quotas: super::quota::Quotas,
+    /// What this replica reports to the leader (quotas exceeded, previous secrets used).
+    pub(super) usage: Arc<crate::usage::Recorder>,
 }
 
 impl TokenService {
@@ -75,6 +82,8 @@ impl TokenService {
             metrics: TokenMetrics::register(registry, verifier.gauges()),
             verifier,
             parsed: clients::ParsedRecords::default(),
+            quotas: super::quota::Quotas::default(),
+            usage: Arc::default(),
             keys: RwLock::default(),
             cache,
             config,
@@ -105,6 +114,7 @@ impl TokenService {
                         .is_some()
                 })
             });
+            self.quotas.prune(super::quota::now_unix());
         }
     }
 
@@ -123,6 +133,16 @@ impl TokenService {
     /// The argon2id pool's gauges (jobs running, checks admitted).
     pub fn pool_gauges(&self) -> &super::authn::verify::PoolGauges {
         self.verifier.gauges()
+    }
+
+    /// The replica count the quota shares divide by (kept by [`super::quota::replicas::watch`]).
+    pub fn quota_replicas(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        self.quotas.replicas_handle()
+    }
+
+    /// What this replica has to report to the leader.
+    pub fn usage(&self) -> Arc<crate::usage::Recorder> {
+        self.usage.clone()
     }
 
     /// The endpoint's metrics.

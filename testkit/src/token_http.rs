@@ -144,6 +144,7 @@ pub fn service_with(
         failure_window: Duration::from_secs(60),
         trusted_proxies: Default::default(),
         global_apps: m2m_operator::tenancy::GlobalApps::anywhere(),
+        quota_service: None,
     };
     edit(&mut config);
     let service = Arc::new(TokenService::new(
@@ -183,7 +184,8 @@ impl Fixture {
         )
     }
 
-    fn with_service(service: Arc<TokenService>, timeout: Duration) -> Self {
+    /// The router over `service`.
+    pub fn with_service(service: Arc<TokenService>, timeout: Duration) -> Self {
         let limits = token::Limits {
             max_concurrent: 64,
             timeout,

@@ -91,6 +91,11 @@ impl World {
     }
 
     pub fn app(&mut self, app: &FixtureApp) -> &mut Self {
+        self.app_with(app, |_| {})
+    }
+
+    /// The app, with its M2MApp changed by `edit` (a quota, a rotation policy).
+    pub fn app_with(&mut self, app: &FixtureApp, edit: impl FnOnce(&mut M2MApp)) -> &mut Self {
         let mut obj = M2MApp::new(
             &app.name,
             M2MAppSpec {
@@ -104,6 +109,7 @@ impl World {
         );
         obj.metadata.namespace = Some(app.namespace.clone());
         obj.metadata.uid = Some(app.uid.clone());
+        edit(&mut obj);
         put(&mut self.writers.apps, obj);
         let record: Result<ClientRecord, _> = serde_json::from_value(serde_json::json!({
             "clientId": client_id(&app.uid),

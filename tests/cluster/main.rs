@@ -17,10 +17,14 @@ mod crds;
 mod fencing;
 mod ha;
 mod load;
+mod quotas;
 mod rbac;
+// Shared by quotas and usage.
+mod replicas;
 mod robustness;
 // Named to run before the tests after it, which so show that its CRD skew is undone.
 mod robustness_unreadable;
 mod rotation;
 mod signing_keys;
 mod tokens;
+mod usage;

@@ -71,6 +71,10 @@ async fn the_operator_identity_can_do_what_it_needs_and_nothing_more() {
         ("update", "", "secrets", own),
         ("create", "events.k8s.io", "events", tenant),
         ("update", "coordination.k8s.io", "leases", own),
+        // Usage reports (one ConfigMap per replica) and the replica count for token quotas.
+        ("patch", "", "configmaps", own),
+        ("watch", "", "configmaps", own),
+        ("watch", "discovery.k8s.io", "endpointslices", own),
     ];
     for &(verb, group, resource, ns) in needed {
         assert!(
@@ -92,6 +96,11 @@ async fn the_operator_identity_can_do_what_it_needs_and_nothing_more() {
         ("patch", "m2m.dev", "organizations", None),
         // Nothing else in the cluster, and no way to grant itself more.
         ("get", "", "configmaps", tenant),
+        // Its own reports are written with server-side apply: never replaced or deleted.
+        ("delete", "", "configmaps", own),
+        ("update", "", "configmaps", own),
+        ("patch", "discovery.k8s.io", "endpointslices", own),
+        ("watch", "discovery.k8s.io", "endpointslices", tenant),
         ("create", "", "pods", tenant),
         ("create", "", "serviceaccounts/token", own),
         ("get", "", "namespaces", None),

@@ -54,6 +54,8 @@ written in templates/deployment.yaml.
 - {env: M2M_GLOBAL_APP_NAMESPACES, value: globalApps.namespaces, unsetWhenEmpty: true}
 - {env: M2M_GLOBAL_APP_NAMESPACE_LABELS, value: globalApps.namespaceLabels, unsetWhenEmpty: true}
 - {env: M2M_SECRET_TEMPLATE_ALLOWED_KEYS, value: secretTemplate.allowedKeys}
+- {env: M2M_QUOTA_SERVICE, template: m2m-operator.fullname}
+- {env: M2M_USAGE_REPORT_INTERVAL, value: usageReports.interval}
 {{- end }}
 
 {{/* The env entries (EnvVar list) of the table's rows. */}}

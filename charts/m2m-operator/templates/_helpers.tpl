@@ -71,3 +71,13 @@ wrong for production: clients outside the cluster and verifiers need the public 
 {{- define "m2m-operator.tlsDir" -}}
 /etc/m2m-operator/tls
 {{- end }}
+
+{{/* The fewest replicas the release runs: replicaCount, or autoscaling.minReplicas. */}}
+{{- define "m2m-operator.minReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* The most replicas the release runs: replicaCount, or autoscaling.maxReplicas. */}}
+{{- define "m2m-operator.maxReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.maxReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
+{{- end }}

@@ -37,7 +37,16 @@ pub struct Applied {
 pub async fn apply(ctx: &Context, o: &Observed<'_>, plan: Plan) -> Result<Applied, Error> {
     let mut w = Writes::new(ctx, o);
     let mut notes = Vec::new();
-    if plan.revokes_previous {
+    if plan.retires_unused {
+        notes.push(Note::normal(
+            "PreviousSecretRetired",
+            "RetirePrevious",
+            format!(
+                "the previous client secret was unused for {}s on every replica; it is retired before its grace period ended (spec.rotation.retirePreviousWhenUnusedFor)",
+                o.retire_unused_after.map_or(0, |d| d.as_secs())
+            ),
+        ));
+    } else if plan.revokes_previous {
         notes.push(Note::warning(
             "PreviousSecretRevoked",
             "RevokePrevious",

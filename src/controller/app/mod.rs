@@ -60,10 +60,14 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     inputs.write_failure = failure.as_ref().map(|f| f.message.clone());
     let desired = status::status(&inputs);
     write_status(ctx, &observed, &desired).await?;
+    let shown_quota = app.status.as_ref().and_then(|s| s.quota.as_ref());
+    let quota_note = super::usage_status::newly_exceeded(shown_quota, desired.quota.as_ref())
+        .then(|| super::usage_status::exceeded_note(desired.quota.as_ref()));
     for note in applied
         .notes
         .into_iter()
         .chain(status::refusal_note(app, &desired))
+        .chain(quota_note)
     {
         events::publish(ctx, app, note).await;
     }
@@ -73,10 +77,36 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         observed.now,
         ctx.config.resync,
     );
+    let wake = inputs.usage().wake.map_or(wake, |w| wake.min(w));
+    let wake = retire_wake(&observed, applied.record.as_ref()).map_or(wake, |w| wake.min(w));
     let retry = failure.map(|f| f.retry_in(tokio::time::Instant::now()));
     Ok(Action::requeue(retry.map_or(wake, |r| {
         r.min(wake) + std::time::Duration::from_millis(100)
     })))
+}
+
+/// When the previous secret is to be retired for being unused, if it stays so; soon while the
+/// replicas' reports are not all read yet (the decision waits for them).
+fn retire_wake(
+    o: &observe::Observed<'_>,
+    record: Option<&crate::credentials::record::ClientRecord>,
+) -> Option<std::time::Duration> {
+    let record = record?;
+    record.previous.as_ref()?;
+    if o.app.retire_previous_when_unused_for().is_some() && o.retire_unused_after.is_none() {
+        return Some(std::time::Duration::from_secs(2));
+    }
+    match crate::rotation::retire_unused(
+        record,
+        o.retire_unused_after,
+        o.previous_last_used(),
+        o.now,
+    ) {
+        crate::rotation::Retire::At(at) => std::time::Duration::try_from(at.duration_since(o.now))
+            .ok()
+            .map(|d| d + std::time::Duration::from_millis(200)),
+        _ => None,
+    }
 }
 
 /// The API server refused a Secret write: remember it (no new secret until the backoff step

@@ -70,9 +70,59 @@ pub struct Observed<'a> {
     /// The keys of `spec.secretTemplate` the operator does not allow (then no Secret is
     /// written at all).
     pub template_refused: Vec<String>,
+    /// What the replicas report of the app (quota exceeded, previous secret used).
+    pub usage: AppUsageFacts,
+    /// `spec.rotation.retirePreviousWhenUnusedFor`, at least twice the replicas' report
+    /// interval (so a use is reported before its absence can retire anything); `None` without
+    /// the policy, or while the replicas' reports are not all read yet.
+    pub retire_unused_after: Option<std::time::Duration>,
+}
+
+/// What the replicas' usage reports say of one app, merged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppUsageFacts {
+    pub quota_exceeded_at: Option<u64>,
+    /// Uses of the previous secret of the record's current revision.
+    pub previous_secret: Option<crate::usage::report::PreviousUse>,
+}
+
+impl AppUsageFacts {
+    /// The facts of the app with `uid` whose record is at `revision`, from every report.
+    pub fn of(board: &crate::usage::publish::Board, uid: &str, revision: Option<i64>) -> Self {
+        use crate::usage::report;
+        board.with(|reports| Self {
+            quota_exceeded_at: report::app_quota_exceeded(reports.values(), uid),
+            previous_secret: revision
+                .and_then(|rev| report::previous_secret(reports.values(), uid, rev)),
+        })
+    }
 }
 
 impl Observed<'_> {
+    /// The latest use of the previous secret of the record's revision that is known: reported
+    /// by the replicas, or already in status (a replica that restarted forgot its counts).
+    /// Both are whole seconds, rounded down; this is the end of that second, so an idle time
+    /// counted from it is never short.
+    pub fn previous_last_used(&self) -> Option<Timestamp> {
+        let revision = self.record.as_ref()?.revision;
+        let reported = self
+            .usage
+            .previous_secret
+            .and_then(|p| Timestamp::from_second(i64::try_from(p.last_used_at).ok()?).ok());
+        let shown = self
+            .app
+            .status
+            .as_ref()
+            .and_then(|s| s.rotation.as_ref())
+            .filter(|r| r.revision == revision)
+            .and_then(|r| r.previous_secret_last_used_at.as_ref())
+            .map(|t| t.0);
+        reported.max(shown).and_then(|t| {
+            t.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(1))
+                .ok()
+        })
+    }
+
     /// Whether this reconcile may write the app's Secret (and so hash a new secret for it).
     pub fn may_write_secret(&self) -> bool {
         !self.secret_writes_deferred && self.template_refused.is_empty()
@@ -120,6 +170,7 @@ pub async fn observe<'a>(
             tokio::time::Instant::now(),
         )
     });
+    let usage = AppUsageFacts::of(&ctx.usage, &keys.uid, record.as_ref().map(|r| r.revision));
     Ok(Observed {
         app,
         keys,
@@ -139,6 +190,13 @@ pub async fn observe<'a>(
             .config
             .template_keys
             .refused(app.spec.secret_template.as_ref()),
+        usage,
+        retire_unused_after: ctx
+            .usage
+            .synced()
+            .then(|| app.retire_previous_when_unused_for())
+            .flatten()
+            .map(|d| d.max(2 * ctx.config.usage_report_interval)),
     })
 }
 

@@ -90,6 +90,7 @@ fn hold(o: &Observed<'_>) -> Plan {
     Plan {
         step: Step::Hold { record },
         revokes_previous,
+        retires_unused: false,
     }
 }
 
@@ -125,6 +126,7 @@ fn issue(o: &Observed<'_>, cause: IssueCause, old: Option<&ClientRecord>, grant:
             grant: grant.clone(),
         },
         revokes_previous: false,
+        retires_unused: false,
     }
 }
 
@@ -166,6 +168,7 @@ fn recover(o: &Observed<'_>, grant: &Grant) -> Plan {
     Plan {
         step: Step::RecoverRecord { draft, sync },
         revokes_previous: false,
+        retires_unused: false,
     }
 }
 
@@ -185,6 +188,7 @@ fn finish(o: &Observed<'_>, record: &ClientRecord, grant: &Grant) -> Plan {
     Plan {
         step: Step::FinishRotation { record, sync },
         revokes_previous,
+        retires_unused: false,
     }
 }
 
@@ -230,12 +234,24 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
                 grant: grant.clone(),
             },
             revokes_previous: false,
+            retires_unused: false,
         };
     }
     let mut revokes_previous = false;
     if let Some(value) = decision.revoke_previous {
         revokes_previous = record.previous.take().is_some();
         record.handled_revoke_request = Some(value);
+    }
+    let retires_unused = !revokes_previous
+        && rotation::retire_unused(
+            &record,
+            o.retire_unused_after,
+            o.previous_last_used(),
+            o.now,
+        ) == rotation::Retire::Now;
+    if retires_unused {
+        record.previous = None;
+        revokes_previous = true;
     }
     let sync = sync(o, &record.client_id, record.revision, grant);
     Plan {
@@ -244,6 +260,7 @@ fn keep(o: &Observed<'_>, existing: &ClientRecord, grant: &Grant) -> Plan {
             sync,
         },
         revokes_previous,
+        retires_unused,
     }
 }
 

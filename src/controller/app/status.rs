@@ -11,10 +11,12 @@ use crate::{
     controller::{
         conditions::{self, ready_reason},
         events::Note,
+        usage_status,
     },
     credentials::record::ClientRecord,
     rotation,
     tenancy::{Block, Grant, Refusal},
+    usage::report::PreviousUse,
 };
 
 /// Everything the status is computed from.
@@ -32,6 +34,10 @@ pub struct StatusInputs<'a> {
     pub write_failure: Option<String>,
     /// `secretTemplate` keys the operator does not allow.
     pub template_refused: &'a [String],
+    /// The latest time a replica reported the app's quota exceeded.
+    pub quota_reported: Option<u64>,
+    /// What the replicas report of the previous secret of the record's revision.
+    pub previous_reported: Option<PreviousUse>,
 }
 
 impl<'a> StatusInputs<'a> {
@@ -46,7 +52,20 @@ impl<'a> StatusInputs<'a> {
             verified_secret: None,
             write_failure: None,
             template_refused: &o.template_refused,
+            quota_reported: o.usage.quota_exceeded_at,
+            previous_reported: o.usage.previous_secret,
         }
+    }
+
+    /// The usage figures to show and when they need another look ([`usage_status::app`]).
+    pub fn usage(&self) -> usage_status::AppUsage {
+        usage_status::app(
+            self.app,
+            self.record,
+            self.quota_reported,
+            self.previous_reported,
+            self.now,
+        )
     }
 }
 
@@ -137,7 +156,14 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
     let issued = inputs.record.filter(|_| !inputs.conflict);
     let grant = inputs.grant.as_ref().ok();
     let every = app.rotation_every();
+    let usage_status::AppUsage {
+        quota,
+        previous_used_at,
+        previous_uses,
+        ..
+    } = inputs.usage();
     M2MAppStatus {
+        quota,
         client_id: issued.map(|r| r.client_id.clone()),
         secret_name: issued.map(|_| secret_name.clone()),
         organization_code: grant.and_then(|g| g.org_code.clone()),
@@ -153,6 +179,8 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
                 .map(|p| conditions::api_time(p.expires_at)),
             last_handled_rotate_request: r.handled_rotate_request.clone(),
             last_handled_revoke_request: r.handled_revoke_request.clone(),
+            previous_secret_last_used_at: previous_used_at.clone(),
+            previous_secret_uses: previous_uses,
         }),
         conditions: vec![condition],
         observed_generation: app.metadata.generation,
@@ -242,6 +270,8 @@ mod tests {
             verified_secret: None,
             write_failure: None,
             template_refused: &[],
+            quota_reported: None,
+            previous_reported: None,
         };
 
         let ready = status(&inputs(&grant, Some(&rec), false, None));
@@ -312,6 +342,8 @@ mod tests {
             verified_secret: None,
             write_failure: None,
             template_refused: &[],
+            quota_reported: None,
+            previous_reported: None,
         });
         let stored: M2MAppStatus =
             serde_json::from_value(serde_json::to_value(&desired).unwrap()).unwrap();
@@ -338,6 +370,8 @@ mod tests {
                 verified_secret: None,
                 write_failure: None,
                 template_refused: &[],
+                quota_reported: None,
+                previous_reported: None,
             })
         };
         assert!(

@@ -65,6 +65,7 @@ impl Harness {
                 instance: "test".into(),
                 global_apps: crate::tenancy::GlobalApps::anywhere(),
                 template_keys: Default::default(),
+                usage_report_interval: std::time::Duration::from_secs(5),
             },
             metrics,
         );

@@ -77,3 +77,27 @@ pub fn app_of_record(record: &Secret) -> Option<ObjectRef<M2MApp>> {
     let name = annotations.get(ANNOTATION_APP_NAME)?;
     Some(ObjectRef::new(name).within(namespace))
 }
+
+/// The apps among `uids` (the UIDs a usage report changed).
+pub fn apps_with_uids(
+    apps: &Store<M2MApp>,
+    uids: &std::collections::HashSet<String>,
+) -> Vec<ObjectRef<M2MApp>> {
+    apps.state()
+        .iter()
+        .filter(|a| a.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect()
+}
+
+/// The Organizations among `uids`.
+pub fn orgs_with_uids(
+    orgs: &Store<Organization>,
+    uids: &std::collections::HashSet<String>,
+) -> Vec<ObjectRef<Organization>> {
+    orgs.state()
+        .iter()
+        .filter(|o| o.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}

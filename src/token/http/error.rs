@@ -43,6 +43,8 @@ pub struct OAuthError {
     /// `WWW-Authenticate: Basic` on a 401 when the client used HTTP Basic.
     pub basic_challenge: bool,
     pub retry_after: Option<u64>,
+    /// The metrics and audit `outcome` when it is not the error code (`quota_exceeded`).
+    pub outcome: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -58,6 +60,24 @@ impl OAuthError {
             status,
             basic_challenge: false,
             retry_after: None,
+            outcome: None,
+        }
+    }
+
+    /// The `outcome` of metrics and audit: the error code, or what it stands for.
+    pub fn outcome(&self) -> &'static str {
+        self.outcome.unwrap_or(self.code.as_str())
+    }
+
+    /// 429 with `Retry-After`: a quota of the app or its organization is used up until the
+    /// window ends. The error is `temporarily_unavailable` as for throttling (RFC 6749 has no
+    /// quota error); the outcome is `quota_exceeded`.
+    pub fn quota_exceeded(retry_after: u64, description: String) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(retry_after.max(1)),
+            outcome: Some("quota_exceeded"),
+            ..Self::new(ErrorCode::TemporarilyUnavailable, description)
         }
     }
 

@@ -87,7 +87,7 @@ pub async fn handle(
     let outcome = match &result {
         Ok(v) if v["active"] == true => "active",
         Ok(_) => "inactive",
-        Err(e) => e.code.as_str(),
+        Err(e) => e.outcome(),
     };
     svc.metrics.observe("introspect", outcome, started);
     match result {

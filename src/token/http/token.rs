@@ -25,6 +25,7 @@ use crate::{
         authn::{Origin, authenticate},
         claims::{self, AccessClaims},
         clients::{self, KnownClient},
+        quota,
     },
 };
 
@@ -38,6 +39,8 @@ struct Audit {
     /// The claims of the issued token (scope, audiences, jti).
     claims: Option<AccessClaims>,
     previous_secret: bool,
+    /// The quotas the request found used up, as `app-minute,organization-day`.
+    quota_exceeded: Option<String>,
 }
 
 /// The body of a successful token response (RFC 6749 §5.1).
@@ -84,6 +87,8 @@ async fn issue(
     let ring = svc.key_ring();
     let now = Timestamp::now();
     let key = ring.active(now).ok_or_else(OAuthError::overloaded)?;
+    // From here on nothing awaits: the token counted is the token handed out (or refunded).
+    let admitted = admit(svc, &client, audit)?;
     let lifetime = client.app.token_lifetime_secs();
     let claims = claims::claims(
         &svc.config.issuer,
@@ -94,11 +99,22 @@ async fn issue(
         lifetime,
         random_id(),
     );
-    let token = key
-        .sign("at+jwt", &claims)
-        .map_err(|_| OAuthError::overloaded())?;
+    let token = match key.sign("at+jwt", &claims) {
+        Ok(token) => token,
+        Err(_) => {
+            if let Some(admitted) = admitted {
+                svc.quotas.refund(admitted);
+            }
+            return Err(OAuthError::overloaded());
+        }
+    };
     if kind == SecretKind::Previous {
         svc.metrics.previous_secret.inc();
+        svc.usage.previous_secret_used(
+            &client.record.app.uid,
+            client.record.revision,
+            quota::now_unix(),
+        );
     }
     let body = TokenResponse {
         access_token: &token,
@@ -110,6 +126,58 @@ async fn issue(
     no_store(&mut response);
     audit.claims = Some(claims);
     Ok(response)
+}
+
+/// Counts the token against the quotas of the client's app and organization, or refuses it with
+/// 429 when an enforced one is used up. `None`: no quota applies.
+fn admit(
+    svc: &TokenService,
+    client: &KnownClient,
+    audit: &mut Audit,
+) -> Result<Option<quota::Admitted>, OAuthError> {
+    let subject = quota::Subject::of(&client.app, client.org.as_deref());
+    if subject.is_empty() {
+        return Ok(None);
+    }
+    let now = quota::now_unix();
+    let outcome = svc.quotas.admit(&subject, now);
+    let exceeded = match &outcome {
+        Ok(admitted) => &admitted.observed,
+        Err((_, exceeded)) => exceeded,
+    };
+    if !exceeded.is_empty() {
+        svc.metrics.quota_exceeded(exceeded);
+        svc.usage
+            .quota_exceeded(&client.app, client.org.as_deref(), exceeded, now);
+        audit.quota_exceeded = Some(
+            exceeded
+                .iter()
+                .map(|e| format!("{}-{}", e.scope.as_str(), e.period.as_str()))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    match outcome {
+        Ok(admitted) => Ok(Some(admitted)),
+        Err((retry_after, exceeded)) => {
+            let first = exceeded
+                .iter()
+                .find(|e| e.mode == crate::api::QuotaMode::Enforce)
+                .or(exceeded.first());
+            let what = first.map_or_else(String::new, |e| {
+                format!(
+                    "the {} quota of {} tokens per {} is used up",
+                    e.scope.as_str(),
+                    e.limit,
+                    e.period.as_str()
+                )
+            });
+            Err(OAuthError::quota_exceeded(
+                retry_after,
+                format!("{what}; retry after {retry_after}s"),
+            ))
+        }
+    }
 }
 
 pub async fn handle(
@@ -126,7 +194,7 @@ pub async fn handle(
     };
     let outcome = match &result {
         Ok(_) => "issued",
-        Err(e) => e.code.as_str(),
+        Err(e) => e.outcome(),
     };
     let app = audit.client.as_ref().map(|c| &c.app.metadata);
     let claims = audit.claims.as_ref();
@@ -144,6 +212,7 @@ pub async fn handle(
         aud = claims.map(|c| c.aud.values().join(" ")),
         jti = claims.map(|c| c.jti.as_str()),
         previous_secret = audit.previous_secret,
+        quota_exceeded = audit.quota_exceeded.as_deref(),
         "token request"
     );
     svc.metrics.observe("token", outcome, started);

@@ -222,4 +222,7 @@ pub struct Plan {
     pub step: Step,
     /// This plan ends a running grace period early (a `m2m.dev/revoke-previous` request).
     pub revokes_previous: bool,
+    /// This plan ends a running grace period early because the previous secret was unused for
+    /// `spec.rotation.retirePreviousWhenUnusedFor` (then `revokes_previous` is true too).
+    pub retires_unused: bool,
 }

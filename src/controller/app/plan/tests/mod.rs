@@ -83,6 +83,8 @@ pub(crate) struct World {
     pub deferred: bool,
     pub org_uid: Option<String>,
     pub now: Timestamp,
+    pub usage: crate::controller::app::observe::AppUsageFacts,
+    pub retire_unused_after: Option<std::time::Duration>,
 }
 
 impl World {
@@ -101,6 +103,8 @@ impl World {
             deferred: false,
             org_uid: None,
             now: t(200),
+            usage: Default::default(),
+            retire_unused_after: None,
         }
     }
 
@@ -121,6 +125,8 @@ impl World {
             write_failure: None,
             secret_writes_deferred: self.deferred,
             template_refused: Vec::new(),
+            usage: self.usage,
+            retire_unused_after: self.retire_unused_after,
         }
     }
 

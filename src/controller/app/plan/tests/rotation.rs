@@ -129,3 +129,52 @@ fn a_recovered_record_still_answers_a_rotation_asked_for_before_the_loss() {
     };
     assert_eq!(draft.handled_rotate_request, None);
 }
+
+#[test]
+fn an_unused_previous_secret_is_retired_after_the_idle_time_and_not_before() {
+    use crate::usage::report::PreviousUse;
+    let used_at = |secs: u64| {
+        let mut w = rotated_once();
+        w.retire_unused_after = Some(std::time::Duration::from_secs(60));
+        w.usage.previous_secret = Some(PreviousUse {
+            revision: 2,
+            uses: 3,
+            last_used_at: secs,
+        });
+        w
+    };
+    // Used 50s before now (t(200)): not yet.
+    let plan = used_at(150).plan();
+    assert!(!plan.revokes_previous && !plan.retires_unused);
+    assert!(
+        matches!(plan.step, Step::Keep { record: None, .. }),
+        "{:?}",
+        plan.step
+    );
+    // Unused for 70s: retired, as an unused retirement (not a revocation request).
+    let plan = used_at(130).plan();
+    assert!(plan.revokes_previous && plan.retires_unused);
+    let Step::Keep {
+        record: Some(kept), ..
+    } = &plan.step
+    else {
+        panic!("{:?}", plan.step)
+    };
+    assert!(kept.previous.is_none());
+    assert_eq!(
+        kept.handled_revoke_request, None,
+        "no annotation was handled"
+    );
+    // Never used: counted from the rotation (t(100), 100s ago).
+    let mut w = used_at(0);
+    w.usage.previous_secret = None;
+    assert!(w.plan().retires_unused);
+    // An idle time that would end after the grace period changes nothing.
+    let mut w = used_at(150);
+    w.retire_unused_after = Some(std::time::Duration::from_secs(5000));
+    assert!(!w.plan().revokes_previous);
+    // No policy, or the reports not all read yet: nothing is retired.
+    let mut w = used_at(0);
+    w.retire_unused_after = None;
+    assert!(!w.plan().revokes_previous);
+}

@@ -188,6 +188,7 @@ fn rotation_requests_and_schedules_rotate() {
     w.app.spec.rotation = Some(crate::api::RotationSpec {
         every: Some("1m".into()),
         grace_period: "0s".into(),
+        retire_previous_when_unused_for: None,
     });
     let Step::Rotate {
         cause, promotion, ..
