@@ -16,6 +16,7 @@ mod crd_limits;
 mod crds;
 mod fencing;
 mod ha;
+mod keyless;
 mod load;
 mod rbac;
 mod robustness;
