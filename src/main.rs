@@ -216,11 +216,10 @@ fn token_service(
     ready: admin::ReadyFlag,
     shutdown: &CancellationToken,
 ) -> (Arc<TokenService>, KeyWatch) {
-    let service = Arc::new(TokenService::new(
-        cache.clone(),
-        config.token_config(),
-        registry,
-    ));
+    let service = Arc::new(
+        TokenService::new(cache.clone(), config.token_config(), registry)
+            .with_service_accounts(client.clone(), config.service_account_settings()),
+    );
     tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
     let key_metrics = key_manager::KeyMetrics::register(registry);
     let latest_keys = key_manager::watch_keys(

@@ -22,6 +22,12 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `client_secret_basic`, `client_secret_post`, `service_account_token`.
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
@@ -55,6 +61,8 @@ pub struct TokenMetrics {
     pub previous_secret: Counter,
     /// `m2m_token_request_duration_seconds{endpoint}`.
     pub duration: Family<EndpointLabels, Histogram>,
+    /// `m2m_tokens_issued_by_auth_method_total{method}`.
+    pub by_method: Family<MethodLabels, Counter>,
     /// `m2m_argon2_jobs_running`, `m2m_argon2_admitted`.
     pub argon2: PoolGauges,
     pub connections: ConnectionMetrics,
@@ -67,6 +75,7 @@ impl TokenMetrics {
             connections: ConnectionMetrics::default(),
             requests: Family::default(),
             previous_secret: Counter::default(),
+            by_method: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
@@ -80,6 +89,11 @@ impl TokenMetrics {
             "tokens_issued_with_previous_secret",
             "Tokens issued to a client that authenticated with its previous (grace-period) secret",
             m.previous_secret.clone(),
+        );
+        registry.register(
+            "tokens_issued_by_auth_method",
+            "Tokens issued by how the client authenticated",
+            m.by_method.clone(),
         );
         registry.register(
             "token_request_duration_seconds",
@@ -117,6 +131,11 @@ impl TokenMetrics {
         self.requests
             .get_or_create(&OutcomeLabels { endpoint, outcome })
             .inc();
+    }
+
+    /// Counts one token issued to a client that authenticated with `method`.
+    pub fn issued_by_method(&self, method: &'static str) {
+        self.by_method.get_or_create(&MethodLabels { method }).inc();
     }
 
     /// Counts one request of `endpoint` with its outcome and records its latency.

@@ -9,6 +9,7 @@ pub mod http;
 pub mod jwt;
 pub mod listener;
 pub mod metrics;
+pub mod sa_issuer;
 pub mod signing_keys;
 mod state;
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::{
     authn::{
+        service_account::{SaSettings, ServiceAccounts},
         source::{SourceKey, TrustedProxies},
         throttle::Throttle,
         verify::Verifier,
@@ -49,6 +50,8 @@ pub struct TokenService {
     /// Parsed client records.
     pub(super) parsed: clients::ParsedRecords,
     pub(super) metrics: TokenMetrics,
+    /// ServiceAccount-token authentication (`None`: no cluster to ask, e.g. in HTTP tests).
+    pub(super) service_accounts: Option<ServiceAccounts>,
 }
 
 impl TokenService {
@@ -76,9 +79,17 @@ impl TokenService {
             verifier,
             parsed: clients::ParsedRecords::default(),
             keys: RwLock::default(),
+            service_accounts: None,
             cache,
             config,
         }
+    }
+
+    /// Accepts ServiceAccount tokens of the cluster `client` talks to as client assertions.
+    pub fn with_service_accounts(mut self, client: kube::Client, settings: SaSettings) -> Self {
+        let issuer = Arc::new(super::sa_issuer::SaIssuer::new(client));
+        self.service_accounts = Some(ServiceAccounts::new(issuer, settings));
+        self
     }
 
     /// Forgets the secret proofs of clients whose record is gone (every 10 minutes, until

@@ -17,6 +17,7 @@ mod crds;
 mod fencing;
 mod ha;
 mod keyless;
+mod keyless_sa;
 mod load;
 mod rbac;
 mod robustness;

@@ -14,17 +14,45 @@ use std::{
 use axum::http::HeaderMap;
 use k8s_openapi::jiff::Timestamp;
 
+pub mod assertion;
+pub mod service_account;
 pub mod source;
 pub mod throttle;
 pub mod verify;
 
-use self::{source::SourceKey, throttle::Throttle, verify::Busy};
+use self::{
+    assertion::Refused, service_account::Outcome, source::SourceKey, throttle::Throttle,
+    verify::Busy,
+};
 use super::{
     TokenService,
-    clients::{self, KnownClient},
-    http::{error::OAuthError, request::ClientCredentials},
+    clients::{self, KnownClient, NoApp},
+    http::{
+        error::OAuthError,
+        request::{Assertion, ClientAuth, ClientCredentials},
+    },
 };
 use crate::credentials::record::SecretKind;
+
+/// How a client authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Its client secret (`kind`: which of its recorded secrets), with HTTP Basic or in the body.
+    Secret { kind: SecretKind, basic: bool },
+    /// A projected ServiceAccount token as its client assertion.
+    ServiceAccountToken,
+}
+
+impl Method {
+    /// The value of the audit line's `auth_method` and the metric's `method` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Secret { basic: true, .. } => "client_secret_basic",
+            Method::Secret { basic: false, .. } => "client_secret_post",
+            Method::ServiceAccountToken => "service_account_token",
+        }
+    }
+}
 
 /// Where a request came from: the TCP peer and the headers a trusted proxy may have written.
 /// Only resolved to an address when a throttle needs it.
@@ -47,7 +75,8 @@ impl Origin<'_> {
 /// of its client and its source.
 struct Attempt<'a> {
     svc: &'a TokenService,
-    client: &'a str,
+    /// `None`: no client named (an assertion without `client_id`): the source alone counts.
+    client: Option<&'a str>,
     source: SourceKey,
     /// End without a failure: the secret verified, or no check ran (the pool was full).
     forgive: bool,
@@ -57,11 +86,11 @@ impl<'a> Attempt<'a> {
     /// Registers an attempt unless the client or the source is throttled.
     fn begin(
         svc: &'a TokenService,
-        client: &'a str,
+        client: Option<&'a str>,
         source: SourceKey,
         now: Instant,
     ) -> Result<Self, OAuthError> {
-        let by_client = blocked(&svc.client_throttle, &client.to_owned(), now);
+        let by_client = client.and_then(|c| blocked(&svc.client_throttle, &c.to_owned(), now));
         let by_source = blocked(&svc.source_throttle, &source, now);
         if let Some(wait) = by_client.max(by_source) {
             return Err(OAuthError::throttled(wait.as_secs() + 1));
@@ -90,8 +119,10 @@ impl Drop for Attempt<'_> {
             return;
         }
         let now = Instant::now();
-        if let Ok(mut t) = self.svc.client_throttle.lock() {
-            t.fail(&self.client.to_owned(), now);
+        if let Some(client) = self.client
+            && let Ok(mut t) = self.svc.client_throttle.lock()
+        {
+            t.fail(&client.to_owned(), now);
         }
         if let Ok(mut t) = self.svc.source_throttle.lock() {
             t.fail(&self.source, now);
@@ -99,8 +130,85 @@ impl Drop for Attempt<'_> {
     }
 }
 
-/// Authenticates the client: the fast path first, then argon2id under the throttles.
+/// Authenticates the client of a token request.
 pub async fn authenticate(
+    svc: &TokenService,
+    auth: &ClientAuth,
+    origin: Origin<'_>,
+) -> Result<(KnownClient, Method), OAuthError> {
+    match auth {
+        ClientAuth::Secret(creds) => {
+            authenticate_secret(svc, creds, origin)
+                .await
+                .map(|(client, kind)| {
+                    (
+                        client,
+                        Method::Secret {
+                            kind,
+                            basic: creds.basic,
+                        },
+                    )
+                })
+        }
+        ClientAuth::Assertion(assertion) => authenticate_assertion(svc, assertion, origin).await,
+    }
+}
+
+/// `invalid_client` saying why (a reason a client can act on; never the assertion).
+fn refused(why: Refused) -> OAuthError {
+    OAuthError {
+        description: format!("client authentication failed: {why}"),
+        ..OAuthError::invalid_client(false)
+    }
+}
+
+/// A ServiceAccount token as client assertion: remembered (reviewed less than the TTL ago),
+/// or verified and reviewed under the throttles; then the app it may act as.
+async fn authenticate_assertion(
+    svc: &TokenService,
+    assertion: &Assertion,
+    origin: Origin<'_>,
+) -> Result<(KnownClient, Method), OAuthError> {
+    let Some(accounts) = &svc.service_accounts else {
+        return Err(refused(Refused::NoApp));
+    };
+    let now = Timestamp::now().as_second();
+    let identity = match accounts.remembered(&assertion.jwt, now) {
+        Some(identity) => identity,
+        None => {
+            let source = SourceKey::of(origin.source(svc));
+            let named = assertion.client_id.as_deref();
+            let mut attempt = Attempt::begin(svc, named, source, Instant::now())?;
+            match accounts.verify(&assertion.jwt, now).await {
+                Outcome::Verified { identity, .. } => {
+                    attempt.forgive = true;
+                    identity
+                }
+                Outcome::Refused(why) => return Err(refused(why)),
+                Outcome::Unavailable => {
+                    attempt.forgive = true;
+                    return Err(OAuthError::overloaded());
+                }
+            }
+        }
+    };
+    match clients::for_service_account(
+        &svc.cache,
+        &svc.parsed,
+        &svc.config.operator_namespace,
+        &identity,
+        assertion.client_id.as_deref(),
+    ) {
+        Ok(client) => Ok((client, Method::ServiceAccountToken)),
+        Err(NoApp::None) => Err(refused(Refused::NoApp)),
+        Err(NoApp::Ambiguous) => Err(OAuthError::invalid_request(
+            "several apps accept this ServiceAccount: send client_id",
+        )),
+    }
+}
+
+/// Authenticates a secret: the fast path first, then argon2id under the throttles.
+async fn authenticate_secret(
     svc: &TokenService,
     creds: &ClientCredentials,
     origin: Origin<'_>,
@@ -122,7 +230,7 @@ pub async fn authenticate(
     }
     // The slow path: registered before the work, a failure unless it verifies.
     let source = SourceKey::of(origin.source(svc));
-    let mut attempt = Attempt::begin(svc, &creds.client_id, source, Instant::now())?;
+    let mut attempt = Attempt::begin(svc, Some(&creds.client_id), source, Instant::now())?;
     let checked = svc
         .verifier
         .verify(&creds.client_id, &creds.secret, &client.record, now)
