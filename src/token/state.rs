@@ -50,6 +50,8 @@ pub struct TokenService {
     /// Parsed client records.
     pub(super) parsed: clients::ParsedRecords,
     pub(super) metrics: TokenMetrics,
+    /// `jti`s of accepted `private_key_jwt` assertions (this replica's).
+    pub(super) replays: super::authn::client_jwt::Replays,
     /// ServiceAccount-token authentication (`None`: no cluster to ask, e.g. in HTTP tests).
     pub(super) service_accounts: Option<ServiceAccounts>,
 }
@@ -80,6 +82,7 @@ impl TokenService {
             parsed: clients::ParsedRecords::default(),
             keys: RwLock::default(),
             service_accounts: None,
+            replays: Default::default(),
             cache,
             config,
         }

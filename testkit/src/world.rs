@@ -91,6 +91,19 @@ impl World {
     }
 
     pub fn app(&mut self, app: &FixtureApp) -> &mut Self {
+        self.app_with_auth(app, None)
+    }
+
+    /// An app with `spec.clientAuthentication`; without the `ClientSecret` method its record
+    /// holds no hash (`app.current` is ignored), as the controller writes it.
+    pub fn app_with_auth(
+        &mut self,
+        app: &FixtureApp,
+        auth: Option<m2m_operator::api::ClientAuthentication>,
+    ) -> &mut Self {
+        let keyless = auth
+            .as_ref()
+            .is_some_and(|a| !a.allows(m2m_operator::api::AuthMethod::ClientSecret));
         let mut obj = M2MApp::new(
             &app.name,
             M2MAppSpec {
@@ -99,19 +112,24 @@ impl World {
                 audiences: app.audiences.clone(),
                 token_lifetime: "15m".into(),
                 disabled: app.disabled,
+                client_authentication: auth,
                 ..Default::default()
             },
         );
         obj.metadata.namespace = Some(app.namespace.clone());
         obj.metadata.uid = Some(app.uid.clone());
         put(&mut self.writers.apps, obj);
-        let record: Result<ClientRecord, _> = serde_json::from_value(serde_json::json!({
+        let mut json = serde_json::json!({
             "clientId": client_id(&app.uid),
             "app": AppKey { namespace: app.namespace.clone(), name: app.name.clone(), uid: app.uid.clone() },
             "current": app.current,
             "revision": 1,
             "lastRotationTime": Timestamp::UNIX_EPOCH,
-        }));
+        });
+        if keyless && let Some(obj) = json.as_object_mut() {
+            obj.remove("current");
+        }
+        let record: Result<ClientRecord, _> = serde_json::from_value(json);
         if let Ok(secret) = record.and_then(|r| r.to_secret(&self.operator_namespace)) {
             put(&mut self.writers.records, secret);
         }

@@ -87,6 +87,8 @@ pub enum Refused {
     NotReviewed,
     #[error("no app accepts this assertion")]
     NoApp,
+    #[error("the assertion was used before (its jti)")]
+    Replayed,
 }
 
 /// What a ServiceAccount token must be, besides signed by one of the issuer's keys.
@@ -230,4 +232,4 @@ pub fn verify_service_account(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

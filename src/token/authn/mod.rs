@@ -15,21 +15,20 @@ use axum::http::HeaderMap;
 use k8s_openapi::jiff::Timestamp;
 
 pub mod assertion;
+mod by_assertion;
+pub mod client_jwt;
 pub mod service_account;
 pub mod source;
 pub mod throttle;
 pub mod verify;
 
-use self::{
-    assertion::Refused, service_account::Outcome, source::SourceKey, throttle::Throttle,
-    verify::Busy,
-};
+use self::{source::SourceKey, throttle::Throttle, verify::Busy};
 use super::{
     TokenService,
-    clients::{self, KnownClient, NoApp},
+    clients::{self, KnownClient},
     http::{
         error::OAuthError,
-        request::{Assertion, ClientAuth, ClientCredentials},
+        request::{ClientAuth, ClientCredentials},
     },
 };
 use crate::credentials::record::SecretKind;
@@ -41,6 +40,8 @@ pub enum Method {
     Secret { kind: SecretKind, basic: bool },
     /// A projected ServiceAccount token as its client assertion.
     ServiceAccountToken,
+    /// A JWT signed with a key of its app's `jwks` (`private_key_jwt`).
+    PrivateKeyJwt,
 }
 
 impl Method {
@@ -50,6 +51,7 @@ impl Method {
             Method::Secret { basic: true, .. } => "client_secret_basic",
             Method::Secret { basic: false, .. } => "client_secret_post",
             Method::ServiceAccountToken => "service_account_token",
+            Method::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
@@ -150,60 +152,9 @@ pub async fn authenticate(
                     )
                 })
         }
-        ClientAuth::Assertion(assertion) => authenticate_assertion(svc, assertion, origin).await,
-    }
-}
-
-/// `invalid_client` saying why (a reason a client can act on; never the assertion).
-fn refused(why: Refused) -> OAuthError {
-    OAuthError {
-        description: format!("client authentication failed: {why}"),
-        ..OAuthError::invalid_client(false)
-    }
-}
-
-/// A ServiceAccount token as client assertion: remembered (reviewed less than the TTL ago),
-/// or verified and reviewed under the throttles; then the app it may act as.
-async fn authenticate_assertion(
-    svc: &TokenService,
-    assertion: &Assertion,
-    origin: Origin<'_>,
-) -> Result<(KnownClient, Method), OAuthError> {
-    let Some(accounts) = &svc.service_accounts else {
-        return Err(refused(Refused::NoApp));
-    };
-    let now = Timestamp::now().as_second();
-    let identity = match accounts.remembered(&assertion.jwt, now) {
-        Some(identity) => identity,
-        None => {
-            let source = SourceKey::of(origin.source(svc));
-            let named = assertion.client_id.as_deref();
-            let mut attempt = Attempt::begin(svc, named, source, Instant::now())?;
-            match accounts.verify(&assertion.jwt, now).await {
-                Outcome::Verified { identity, .. } => {
-                    attempt.forgive = true;
-                    identity
-                }
-                Outcome::Refused(why) => return Err(refused(why)),
-                Outcome::Unavailable => {
-                    attempt.forgive = true;
-                    return Err(OAuthError::overloaded());
-                }
-            }
+        ClientAuth::Assertion(assertion) => {
+            by_assertion::authenticate(svc, assertion, origin).await
         }
-    };
-    match clients::for_service_account(
-        &svc.cache,
-        &svc.parsed,
-        &svc.config.operator_namespace,
-        &identity,
-        assertion.client_id.as_deref(),
-    ) {
-        Ok(client) => Ok((client, Method::ServiceAccountToken)),
-        Err(NoApp::None) => Err(refused(Refused::NoApp)),
-        Err(NoApp::Ambiguous) => Err(OAuthError::invalid_request(
-            "several apps accept this ServiceAccount: send client_id",
-        )),
     }
 }
 

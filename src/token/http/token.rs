@@ -82,7 +82,7 @@ async fn issue(
     audit.method = Some(method);
     let kind = match method {
         Method::Secret { kind, .. } => Some(kind),
-        Method::ServiceAccountToken => None,
+        Method::ServiceAccountToken | Method::PrivateKeyJwt => None,
     };
     audit.previous_secret = kind == Some(SecretKind::Previous);
     if audit.client_id.is_none() {
