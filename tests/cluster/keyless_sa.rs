@@ -409,3 +409,46 @@ async fn suspension_disable_and_ambiguity_apply_to_service_account_tokens() {
     delete_org(client, &w.org).await;
     w.ns.delete().await;
 }
+
+#[tokio::test]
+async fn the_example_script_trades_a_projected_token_for_an_access_token() {
+    let w = world("m2m-sa-script").await;
+    let token = mint(&w.client, &w.ns.name, "agent", ISSUER, None).await;
+    let dir = std::env::temp_dir().join(format!("m2m-keyless-{}", common::suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = get_secret(&w.client, &w.ns.name, "agent-credentials")
+        .await
+        .expect("Secret");
+    for (key, value) in data(&secret) {
+        std::fs::write(dir.join(key), value).unwrap();
+    }
+    // As mounted, but pointing at this test's operator.
+    std::fs::write(
+        dir.join("token_url"),
+        format!("{}/oauth2/token", w.op.url()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("sa-token"), &token).unwrap();
+    let script = common::repo_root().join("examples/workload/get-token-keyless.sh");
+    let out = tokio::process::Command::new("sh")
+        .arg(script)
+        .arg("--once")
+        .env("M2M_SECRET_DIR", &dir)
+        .env("M2M_SA_TOKEN", dir.join("sa-token"))
+        .output()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let access = String::from_utf8(out.stdout).unwrap();
+    let claims = http::verify(&w.op.url(), ISSUER, access.trim())
+        .await
+        .expect("a valid token");
+    assert_eq!(claims["org_code"], w.code.as_str());
+    delete_org(&w.client, &w.org).await;
+    w.ns.delete().await;
+}
