@@ -1,6 +1,8 @@
 //! The example workloads' ConfigMaps carry exactly examples/workload/get-token.sh and
 //! get-token-keyless.sh.
 
+#![allow(clippy::expect_used)] // a test helper: a panic is the failure report
+
 use std::path::Path;
 
 #[test]

@@ -222,7 +222,7 @@ async fn raw_writes(
                         name: app.name_any(),
                         uid,
                     },
-                    current: phc.clone(),
+                    current: Some(phc.clone()),
                     pending: None,
                     previous: None,
                     revision: 1,
@@ -237,7 +237,7 @@ async fn raw_writes(
                 };
                 let secret = tenant_secret::render(
                     &app,
-                    &generate::client_secret().expect("random"),
+                    Some(&generate::client_secret().expect("random")),
                     &SecretContent {
                         client_id: &record.client_id,
                         org_code: grant.org_code.as_deref(),
