@@ -9,6 +9,7 @@
 #   hack/bench.sh memory [--sizes 1000,10000] [--apps-per-org K]
 #   hack/bench.sh propagation [--trials N]
 #   hack/bench.sh coldstart [--apps N] [--clients K]
+#   hack/bench.sh peer [--rounds R] [--seconds S] [--connections C]   (builds Ory Hydra v2.3.0)
 #   hack/bench.sh index [--apps N] [--apps-per-org K]   (no API server: the in-memory parts at scale)
 #   hack/bench.sh keyless [--rounds R] [--seconds S] [--connections C]   (ServiceAccount token vs secret)
 #
@@ -43,7 +44,32 @@ cargo build --quiet --release -p m2m-bench -p m2m-operator --bin m2m-bench --bin
 BENCH=$CARGO_TARGET_DIR/release/m2m-bench
 export M2M_OPERATOR_BIN=$CARGO_TARGET_DIR/release/m2m-operator
 
+# The peer: Ory Hydra v2.3.0 from the Go module proxy (a tool module), built once into the
+# cache. A consumer module must repeat Hydra's own replace line for pop, and its in-memory
+# store (DSN=memory) is SQLite, which needs cgo and the sqlite build tag.
+HYDRA_VERSION=v2.3.0
+build_hydra() {
+  local dir=$M2M_CACHE_DIR/tools/hydra-$HYDRA_VERSION
+  [ -x "$dir/hydra" ] && { echo "$dir/hydra"; return; }
+  need go "install Go to build Ory Hydra for hack/bench.sh peer"
+  log "building Ory Hydra $HYDRA_VERSION into $dir (a few minutes, once)"
+  rm -rf "$dir/src" && mkdir -p "$dir/src"
+  (
+    cd "$dir/src"
+    export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+    go mod init m2m-operator.local/hydra-peer >/dev/null 2>&1
+    go mod edit -replace github.com/gobuffalo/pop/v6=github.com/ory/pop/v6@v6.2.1-0.20241121111754-e5dfc0f3344b
+    go get -tool "github.com/ory/hydra/v2@$HYDRA_VERSION" >/dev/null 2>&1
+    CGO_ENABLED=1 go build -tags sqlite -o "$dir/hydra" github.com/ory/hydra/v2
+  ) >&2 || die "building Ory Hydra $HYDRA_VERSION failed"
+  echo "$dir/hydra"
+}
+
 case "${1:-}" in
+  peer)
+    shift
+    exec "$BENCH" peer --hydra "$(build_hydra)" "$@"
+    ;;
   reconcile | memory | propagation | coldstart | keyless) ;;
   *) exec "$BENCH" "$@" ;;
 esac

@@ -178,7 +178,8 @@ cmd_check() {
   log "the CRDs Helm installs (helm show crds) are exactly crds/*.yaml (the chart's crds/ is a link to them)"
   helm show crds "$CHART" >"$work/chart-crds.yaml"
   cat crds/*.yaml >"$work/crds.yaml"
-  if ! diff -u "$work/crds.yaml" "$work/chart-crds.yaml" >"$work/crds.diff"; then
+  # -B: helm show crds puts a blank line after each file.
+  if ! diff -u -B "$work/crds.yaml" "$work/chart-crds.yaml" >"$work/crds.diff"; then
     head -n 40 "$work/crds.diff" >&2
     die "the chart installs other CRDs than crds/ (diff above); $CHART/crds must stay the link ../../crds"
   fi

@@ -102,14 +102,7 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
         leader::Timing::new(config.lease_duration, config.lease_renew_before)?;
     }
     let mut registry = Registry::with_prefix("m2m");
-    // Every write of the controllers and the key manager goes through this fence: allowed only
-    // while this replica holds the Lease (always, without leader election).
-    let fence = if config.leader_election {
-        Fence::closed()
-    } else {
-        Fence::always_open()
-    };
-    fence.register(&mut registry);
+    let fence = fence(&config, &mut registry);
     let health = admin::Health::default();
 
     let client = kube::Client::try_default().await?;
@@ -176,6 +169,18 @@ async fn run(config: RunConfig) -> Result<(), Box<dyn std::error::Error>> {
     admin.await??;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The fence every write of the controllers and the key manager goes through: open only while
+/// this replica holds the Lease (always, without leader election).
+fn fence(config: &RunConfig, registry: &mut Registry) -> Fence {
+    let fence = if config.leader_election {
+        Fence::closed()
+    } else {
+        Fence::always_open()
+    };
+    fence.register(registry);
+    fence
 }
 
 /// Runs `work` while this replica holds the Lease (always, without leader election), until

@@ -50,6 +50,8 @@ fn curl_ok(url: &str, ca: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_and_reloads_a_renewed_certificate() {
     let dir = std::env::temp_dir().join(format!("m2m-tls-{}", std::process::id()));

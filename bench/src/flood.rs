@@ -43,6 +43,7 @@ fn outcomes(registry: &Registry) -> std::collections::BTreeMap<Vec<String>, f64>
     )
 }
 
+/// Long on purpose: one measured sequence whose steps share the timed window and the processes under test.
 pub fn run(opts: Options) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -113,6 +113,8 @@ fn rss_kib() -> f64 {
 }
 
 /// Fills the caches with `apps` apps; prints and records the cost of each structure.
+///
+/// Long on purpose: one measured sequence whose steps share the timed window and the processes under test.
 pub fn run(opts: Options) {
     let n = opts.apps;
     let orgs = n.div_ceil(opts.apps_per_org.max(1));

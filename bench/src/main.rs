@@ -14,6 +14,7 @@ mod keyless;
 use m2m_operator_testkit::raw_http as http;
 mod load;
 mod memory;
+mod peer;
 mod procfs;
 mod promtext;
 mod propagation;
@@ -143,6 +144,24 @@ enum Scenario {
         #[arg(long, default_value = "docs/benchmarks.md")]
         write: PathBuf,
     },
+    /// Ory Hydra v2.3.0 beside our token endpoint and a sign-only route, rounds alternated
+    /// (hack/bench.sh peer builds Hydra and passes --hydra).
+    Peer {
+        #[arg(long)]
+        hydra: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: u64,
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+        #[arg(long, env = "M2M_OHA", default_value = "oha")]
+        oha: String,
+        #[arg(long, env = "M2M_WRK", default_value = "wrk")]
+        wrk: String,
+    },
     /// A fresh operator process over existing apps: /readyz, re-checks, first vs later requests.
     Coldstart {
         #[arg(long, default_value_t = 10_000)]
@@ -176,11 +195,15 @@ fn log_like_the_operator() -> m2m_operator::telemetry::Guard {
     m2m_operator::telemetry::init_to(m2m_operator::config::LogFormat::Json, sink)
 }
 
+/// Long on purpose: one measured sequence whose steps share the timed window and the processes under test.
 fn main() {
     let cli = Cli::parse();
     let _log = matches!(
         cli.scenario,
-        Scenario::Token { .. } | Scenario::Flood { .. } | Scenario::Keyless { .. }
+        Scenario::Token { .. }
+            | Scenario::Flood { .. }
+            | Scenario::Peer { .. }
+            | Scenario::Keyless { .. }
     )
     .then(log_like_the_operator);
     match cli.scenario {
@@ -239,6 +262,23 @@ fn main() {
             concurrency,
             write,
         })),
+        Scenario::Peer {
+            hydra,
+            rounds,
+            seconds,
+            connections,
+            write,
+            oha,
+            wrk,
+        } => peer::run(peer::Options {
+            hydra,
+            rounds,
+            seconds,
+            connections,
+            write,
+            oha,
+            wrk,
+        }),
         Scenario::Index {
             apps,
             apps_per_org,

@@ -64,6 +64,7 @@ async fn trial<F: std::future::Future<Output = ()>>(
     at.duration_since(t0)
 }
 
+/// Long on purpose: one measured sequence whose steps share the timed window and the processes under test.
 pub async fn run(opts: Options) {
     let n = opts.trials;
     let client = cluster::client().await;

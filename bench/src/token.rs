@@ -98,14 +98,35 @@ struct Round {
     raw: f64,
 }
 
-/// Signatures per second of `threads` threads signing a typical access token with ES256.
-fn raw_es256(threads: usize, seconds: u64) -> f64 {
-    let ring = Arc::new(testing::key_ring(Algorithm::ES256).expect("key"));
+/// The real token router over a fixture index of `apps` apps (each in its own Organization,
+/// every secret [`SECRET`], ES256 keys) on a listener of its own; the registry holds its metrics.
+pub async fn serve_fixture_endpoint(
+    apps: u64,
+    shutdown: CancellationToken,
+) -> (SocketAddr, prometheus_client::registry::Registry) {
+    let phc = testing::phc(&hash::hash(&ClientSecret::new(SECRET)).expect("hash"));
+    let limits = token::Limits {
+        max_concurrent: 1024,
+        timeout: Duration::from_secs(10),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let service = Arc::new(TokenService::new(
+        world(apps, &phc).finish(),
+        config(),
+        &mut registry,
+    ));
+    service.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
+    let addr = serve_token(token::router(service, &limits), shutdown).await;
+    (addr, registry)
+}
+
+/// A typical access token's claims (two scopes, one audience, an org code).
+pub fn typical_claims() -> claims::AccessClaims {
     let granted = Granted {
         scopes: vec!["read".into(), "write".into()],
         audiences: vec!["https://api.example.com".into()],
     };
-    let claims = claims::claims(
+    claims::claims(
         "https://m2m.example.com",
         &client_id(&testing::uid(0)),
         Some("org_0"),
@@ -113,7 +134,13 @@ fn raw_es256(threads: usize, seconds: u64) -> f64 {
         0,
         900,
         "jti".into(),
-    );
+    )
+}
+
+/// Signatures per second of `threads` threads signing a typical access token with ES256.
+fn raw_es256(threads: usize, seconds: u64) -> f64 {
+    let ring = Arc::new(testing::key_ring(Algorithm::ES256).expect("key"));
+    let claims = typical_claims();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let ring = ring.clone();
@@ -142,6 +169,7 @@ pub fn basic_auth(uid: &str, secret: &str) -> String {
     )
 }
 
+/// Long on purpose: one measured sequence whose steps share the timed window and the processes under test.
 pub fn run(
     apps: u64,
     rounds: u64,
@@ -156,20 +184,8 @@ pub fn run(
         .build()
         .expect("runtime");
     let shutdown = CancellationToken::new();
-    let phc = testing::phc(&hash::hash(&ClientSecret::new(SECRET)).expect("hash"));
-    let limits = token::Limits {
-        max_concurrent: 1024,
-        timeout: Duration::from_secs(10),
-    };
     let (argon, health) = runtime.block_on(async {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let argon = Arc::new(TokenService::new(
-            world(apps, &phc).finish(),
-            config(),
-            &mut registry,
-        ));
-        argon.set_keys(testing::key_ring(Algorithm::ES256).expect("key"));
-        let argon_addr = serve_token(token::router(argon, &limits), shutdown.clone()).await;
+        let (argon_addr, registry) = serve_fixture_endpoint(apps, shutdown.clone()).await;
         let health_addr = serve_token(
             admin::router(
                 admin::Readiness::default(),

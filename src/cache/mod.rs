@@ -11,35 +11,30 @@
 //! The watches of what others write list in pages of [`PAGE_SIZE`] objects.
 
 mod guarded;
+mod org_codes;
+mod streams;
 pub mod strip;
 mod unreadable;
 
 pub use guarded::Tombstone;
+pub use org_codes::{OrgCodes, SameCode};
 pub use unreadable::{Unreadable, UnreadableObject};
 
-use std::{
-    collections::HashMap,
-    fmt::Debug,
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{fmt::Debug, sync::Arc};
 
-use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, Resource,
     core::{DeserializeGuard, PartialObjectMeta},
     runtime::{
-        WatchStreamExt,
         reflector::{self, Store},
-        watcher::{self, watcher},
+        watcher,
     },
 };
-use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+
+use streams::{Guarded, spawn_guarded, spawn_watch};
 
 use crate::{
     api::{
@@ -159,16 +154,10 @@ impl Cache {
             Change::App,
             shutdown.clone(),
         );
-        let (namespaces, writer) = reflector::store();
-        spawn_stream(
-            watcher(
-                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-                config(),
-            )
-            .default_backoff()
-            .modify(strip::namespace)
-            .reflect(writer),
-            namespaces.clone(),
+        let namespaces = spawn_watch(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            config(),
+            strip::namespace,
             changes.clone(),
             Change::Namespace,
             shutdown.clone(),
@@ -176,30 +165,18 @@ impl Cache {
         // Tenant Secrets only trigger reconciles of their owner: keep just what says who that
         // is. (Client records carry the managed-by label too; they have a watch of their own.)
         let tenant_selector = format!("{managed},{LABEL_COMPONENT}!={COMPONENT_CLIENT_RECORD}");
-        let (tenant_secrets, writer) = reflector::store();
-        spawn_stream(
-            watcher(
-                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                config().labels(&tenant_selector),
-            )
-            .default_backoff()
-            .modify(strip::tenant_secret)
-            .reflect(writer),
-            tenant_secrets.clone(),
+        let tenant_secrets = spawn_watch(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            config().labels(&tenant_selector),
+            strip::tenant_secret,
             changes.clone(),
             Change::TenantSecret,
             shutdown.clone(),
         );
-        let (records, writer) = reflector::store();
-        spawn_stream(
-            watcher(
-                Api::<Secret>::namespaced(client.clone(), operator_namespace),
-                watcher::Config::default().labels(&records_selector),
-            )
-            .default_backoff()
-            .modify(strip::own)
-            .reflect(writer),
-            records.clone(),
+        let records = spawn_watch(
+            Api::<Secret>::namespaced(client.clone(), operator_namespace),
+            watcher::Config::default().labels(&records_selector),
+            strip::own,
             changes.clone(),
             Change::Record,
             shutdown,
@@ -276,146 +253,4 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     writer.apply_watcher_event(&watcher::Event::Apply(obj));
-}
-
-/// The Organizations grouped by their effective code, so the token endpoint (on every request)
-/// and the controllers (on every reconcile) learn which Organizations share a code with one map
-/// lookup instead of a scan of every Organization. Rebuilt from the store on the first use
-/// after any Organization changed.
-#[derive(Default)]
-pub struct OrgCodes {
-    /// Bumped after each Organization event has reached the store.
-    changes: AtomicU64,
-    built: RwLock<BuiltCodes>,
-}
-
-/// Organizations sharing one code (shared: a lookup clones one `Arc`, allocates nothing).
-pub type SameCode = Arc<[Arc<Organization>]>;
-
-#[derive(Default)]
-struct BuiltCodes {
-    /// The `changes` count read before the store was read; `None` until first built.
-    at: Option<u64>,
-    by_code: HashMap<String, SameCode>,
-}
-
-impl OrgCodes {
-    /// Records that the Organization store changed (the watch calls this; so must whoever
-    /// writes a detached cache's Organizations).
-    pub fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Every Organization in `store` whose effective code is `code` (ignoring ASCII case: codes
-    /// are unique case-insensitively), as of a snapshot taken after the last [`Self::changed`].
-    pub fn sharing(&self, code: &str, store: &Store<Organization>) -> SameCode {
-        let code = code.to_ascii_lowercase();
-        let code = code.as_str();
-        // Read the count before the store: a change landing in between makes the next call
-        // rebuild again, never keeps a snapshot older than its label.
-        let seen = self.changes.load(Ordering::Acquire);
-        if let Ok(built) = self.built.read()
-            && built.at == Some(seen)
-        {
-            return built
-                .by_code
-                .get(code)
-                .cloned()
-                .unwrap_or_else(|| Arc::new([]));
-        }
-        let mut grouped: HashMap<String, Vec<Arc<Organization>>> = HashMap::new();
-        for org in store.state() {
-            grouped
-                .entry(org.effective_code().to_ascii_lowercase())
-                .or_default()
-                .push(org);
-        }
-        let by_code: HashMap<String, SameCode> = grouped
-            .into_iter()
-            .map(|(code, orgs)| (code, orgs.into()))
-            .collect();
-        let found = by_code.get(code).cloned().unwrap_or_else(|| Arc::new([]));
-        if let Ok(mut built) = self.built.write() {
-            *built = BuiltCodes {
-                at: Some(seen),
-                by_code,
-            };
-        }
-        found
-    }
-}
-
-/// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
-/// carries the store's own copy of the object when it is the version just stored, so the
-/// change buffer holds no second copy of the cache.
-fn spawn_stream<K, S>(
-    stream: S,
-    store: Store<K>,
-    changes: broadcast::Sender<Change>,
-    wrap: fn(Arc<K>) -> Change,
-    shutdown: CancellationToken,
-) where
-    K: Resource + Clone + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    let kind = std::any::type_name::<K>();
-    let run = stream.touched_objects().for_each(move |result| {
-        match result {
-            Ok(obj) => {
-                let stored = store
-                    .get(&reflector::ObjectRef::from_obj(&obj))
-                    .filter(|s| s.meta().resource_version == obj.meta().resource_version);
-                // No subscriber (not the leader) is fine.
-                let _ = changes.send(wrap(stored.unwrap_or_else(|| Arc::new(obj))));
-            }
-            Err(e) => tracing::warn!(kind, error = %e, "watch error; retrying with backoff"),
-        }
-        future::ready(())
-    });
-    tokio::spawn(async move {
-        tokio::select! {
-            () = run => {},
-            () = shutdown.cancelled() => {},
-        }
-    });
-}
-
-/// How a guarded watch is set up.
-struct Guarded<K> {
-    config: watcher::Config,
-    strip: fn(&mut K),
-    unreadable: Arc<Unreadable>,
-    /// Told of every event once the store has it.
-    index: Option<Arc<OrgCodes>>,
-}
-
-/// A watch of a custom resource in which an object that does not deserialise is removed from
-/// the store and listed as unreadable ([`guarded`]) instead of failing the whole watch.
-fn spawn_guarded<K>(
-    api: Api<DeserializeGuard<K>>,
-    setup: Guarded<K>,
-    changes: broadcast::Sender<Change>,
-    wrap: fn(Arc<K>) -> Change,
-    shutdown: CancellationToken,
-) -> Store<K>
-where
-    K: Tombstone + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let index = setup.index;
-    let events = guarded::reflect(
-        watcher(api, setup.config).default_backoff(),
-        writer,
-        setup.unreadable,
-        setup.strip,
-    )
-    // Every event (a relist's removals land at its end, with no object of their own).
-    .inspect(move |_| {
-        if let Some(index) = &index {
-            index.changed();
-        }
-    });
-    spawn_stream(events, store.clone(), changes, wrap, shutdown);
-    store
 }

@@ -60,6 +60,7 @@ fn maximal_template() -> Value {
     json!({"labels": labels, "annotations": map(annotations)})
 }
 
+/// Long on purpose: one table of cases over one helper; the table is the test.
 #[tokio::test]
 async fn values_over_the_limits_are_rejected_naming_the_field() {
     let client = common::client().await;

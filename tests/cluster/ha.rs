@@ -120,6 +120,8 @@ async fn three_replicas_one_leader_all_serve_tokens_and_a_standby_takes_over() {
     ns.delete().await;
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn sigterm_under_load_turns_unready_then_drains_without_dropping_a_started_request() {
     const DELAY: Duration = Duration::from_secs(2);

@@ -33,6 +33,8 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS of the operator")
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn overload_is_shed_quickly_with_bounded_memory_and_service_recovers() {
     const CLIENTS: usize = 256;

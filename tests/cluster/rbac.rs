@@ -49,6 +49,8 @@ async fn allowed(
         .is_some_and(|s| s.allowed)
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn the_operator_identity_can_do_what_it_needs_and_nothing_more() {
     let client = common::client().await;

@@ -54,6 +54,8 @@ async fn revision(client: &kube::Client, ns: &str, name: &str) -> i64 {
         .map_or(0, |r| r.revision)
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn rotate_annotation_new_secret_at_once_old_until_grace_ends() {
     let client = common::client().await;
@@ -264,6 +266,9 @@ async fn scheduled_rotation_happens_and_is_visible_in_status() {
 /// Kills the operator (SIGKILL) at random moments during 50 rotations of 5 apps; afterwards every
 /// app's revision is 1 + the rotate values it was given, its current secret and the one before
 /// (grace 1h) get tokens, and every secret seen in a Secret got a token when it was seen.
+///
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn rotations_survive_the_operator_being_killed_at_random_moments() {
     use rand::Rng;

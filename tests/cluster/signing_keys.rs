@@ -160,6 +160,8 @@ async fn corrupt_and_fix(
     }
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn an_unreadable_key_secret_is_never_replaced_and_every_replica_keeps_signing() {
     let client = common::client().await;

@@ -17,6 +17,8 @@ use crate::{
     operator::{ISSUER, OPERATOR_NAMESPACE, Operator, Options},
 };
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn apps_get_verifiable_tokens_and_suspension_disable_and_deletion_take_effect() {
     let client = common::client().await;

@@ -303,6 +303,8 @@ fn hashes(h: &Harness) -> u64 {
         .map_or(0, |n| n.parse().unwrap())
 }
 
+/// Long on purpose: one scenario against one set of objects, in the order a user lives it;
+/// its steps share what earlier steps saw, so they read top to bottom.
 #[tokio::test]
 async fn a_secret_the_api_server_refuses_costs_one_hash_per_backoff_step_and_says_why() {
     let mut h = Harness::new(json!({"audiences": ["api"]}));

@@ -10,6 +10,10 @@
 //! half the apps and rotations.
 
 mod faults;
+mod invariants;
+use invariants::{check_invariants, wait_settled};
+mod workload;
+use workload::{create, intrude, rotate, watch_secrets};
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,23 +22,15 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
-};
-use m2m_operator::{
-    api::M2MApp,
-    credentials::record::{COMPONENT_CLIENT_RECORD, ClientRecord, LABEL_COMPONENT},
-};
+use kube::{Api, Client, ResourceExt, api::ListParams};
 use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    common::{self, TEST_MANAGER, TestNamespace, wait_for},
+    common::{self, TestNamespace},
     fixtures::*,
-    http,
-    operator::{OPERATOR_NAMESPACE, Operator},
+    operator::Operator,
 };
 
 fn env_count(name: &str, default: usize) -> usize {
@@ -245,200 +241,6 @@ async fn restart_apiserver() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Creates every app, a few at a time.
-async fn create(client: Client, ns: String, names: Vec<String>, spec: serde_json::Value) {
-    let apps: Api<M2MApp> = Api::namespaced(client, &ns);
-    for name in &names {
-        let obj = json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp",
-                         "metadata": {"name": name}, "spec": spec});
-        let (params, patch) = (PatchParams::apply(TEST_MANAGER).force(), Patch::Apply(&obj));
-        retry(&format!("create {name}"), || {
-            apps.patch(name, &params, &patch)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Requests one rotation of each of the first apps once it has credentials.
-async fn rotate(client: Client, ns: String, names: Vec<String>, n_rotations: usize) {
-    let apps: Api<M2MApp> = Api::namespaced(client, &ns);
-    for name in names.iter().take(n_rotations) {
-        loop {
-            let ready = apps
-                .get_opt(name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|a| ready(&a));
-            if ready.is_some_and(|(status, _)| status == "True") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let rotate = json!({"metadata": {"annotations": {"m2m.dev/rotate": "chaos"}}});
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&rotate));
-        retry(&format!("rotate {name}"), || {
-            apps.patch(name, &params, &patch)
-        })
-        .await;
-    }
-}
-
-/// A second writer touching the same objects: app labels, the tenant Secrets' labels and the
-/// client records' annotations, so the operator's writes meet conflicts. Returns its writes.
-async fn intrude(client: Client, ns: String, names: Vec<String>, stop: CancellationToken) -> u64 {
-    let apps: Api<M2MApp> = Api::namespaced(client.clone(), &ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let records: Api<Secret> = Api::namespaced(client, OPERATOR_NAMESPACE);
-    let mut writes = 0u64;
-    while !stop.is_cancelled() {
-        let name = &names[rand::rng().random_range(0..names.len())];
-        let touch = json!({"metadata": {"labels": {"chaos/touch": writes.to_string()}}});
-        let merge = Patch::Merge(&touch);
-        let p = PatchParams::default();
-        if apps.patch(name, &p, &merge).await.is_ok() {
-            writes += 1;
-        }
-        if secrets
-            .patch(&format!("{name}-credentials"), &p, &merge)
-            .await
-            .is_ok()
-        {
-            writes += 1;
-        }
-        if let Ok(Some(app)) = apps.get_opt(name).await {
-            let record = format!("m2m-client-{}", uid(&app));
-            let note = json!({"metadata": {"annotations": {"chaos/touch": writes.to_string()}}});
-            if records
-                .patch(&record, &p, &Patch::Merge(&note))
-                .await
-                .is_ok()
-            {
-                writes += 1;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    writes
-}
-
-async fn watch_secrets(client: Client, ns: String, seen: Seen, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        observe(&client, &ns, &seen).await;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Waits until every app is Ready, the rotated ones at revision 2.
-async fn wait_settled(
-    client: &Client,
-    ns: &str,
-    n_apps: usize,
-    rotated: &BTreeSet<String>,
-) -> Vec<M2MApp> {
-    let apps: Api<M2MApp> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        "every app Ready at its revision",
-        Duration::from_secs(180),
-        || async {
-            let list = apps
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items;
-            let bad: Vec<String> = list
-                .iter()
-                .filter(|a| {
-                    let want = if rotated.contains(&a.name_any()) {
-                        2
-                    } else {
-                        1
-                    };
-                    let revision = a
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.rotation.as_ref())
-                        .map(|r| r.revision);
-                    ready(a).is_none_or(|(s, r)| s != "True" || r != "CredentialsIssued")
-                        || revision != Some(want)
-                })
-                .map(|a| format!("{} {:?}", a.name_any(), ready(a)))
-                .collect();
-            if list.len() == n_apps && bad.is_empty() {
-                Ok(list)
-            } else {
-                Err(format!(
-                    "{} apps, not settled: {:?}",
-                    list.len(),
-                    &bad[..bad.len().min(5)]
-                ))
-            }
-        },
-    )
-    .await
-}
-
-/// No client_id changed, no secret changed but by the requested rotation, every Secret owned by
-/// its app and its secret getting a token, one client record per app, none orphaned.
-async fn check_invariants(
-    client: &Client,
-    op: &Operator,
-    ns: &str,
-    final_apps: &[M2MApp],
-    rotated: &BTreeSet<String>,
-    seen: &BTreeMap<String, BTreeSet<(String, String)>>,
-) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for app in final_apps {
-        let name = app.name_any();
-        let status = app.status.as_ref().unwrap();
-        let ids: BTreeSet<&String> = seen[&name].iter().map(|(id, _)| id).collect();
-        assert_eq!(
-            ids.len(),
-            1,
-            "{name}: one client_id over the whole run: {ids:?}"
-        );
-        assert_eq!(status.client_id.as_ref(), ids.into_iter().next());
-        let secrets_seen = seen[&name].len();
-        let allowed = if rotated.contains(&name) { 2 } else { 1 };
-        assert!(
-            secrets_seen <= allowed,
-            "{name}: {secrets_seen} secrets seen, {allowed} allowed"
-        );
-        let secret = secrets.get(&format!("{name}-credentials")).await.unwrap();
-        let owner = secret
-            .owner_references()
-            .iter()
-            .find(|o| o.controller == Some(true));
-        assert_eq!(
-            owner.map(|o| &o.uid),
-            app.metadata.uid.as_ref(),
-            "{name}: Secret owned by its app"
-        );
-        let d = data(&secret);
-        let (code, body) = http::token(&op.url(), &d["client_id"], &d["client_secret"], &[]).await;
-        assert_eq!(code, 200, "{name}: {body}");
-    }
-    let records: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let selector = format!("{LABEL_COMPONENT}={COMPONENT_CLIENT_RECORD}");
-    let uids: BTreeSet<String> = final_apps.iter().map(uid).collect();
-    let ours: Vec<ClientRecord> = records
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|s| ClientRecord::from_secret(s).ok())
-        .filter(|r| r.app.namespace == ns)
-        .collect();
-    assert_eq!(ours.len(), final_apps.len(), "one record per app");
-    assert!(
-        ours.iter().all(|r| uids.contains(&r.app.uid)),
-        "every record belongs to a live app"
     );
 }
 

@@ -1,19 +1,20 @@
 //! The token endpoint over HTTP, in-process: the real router and handlers over a cache filled
 //! from fixtures. Tokens are verified with an independent JWT library against the served JWKS.
+//! Issuing and client authentication here; refusals after authentication and timeouts in
+//! `refusals.rs`; introspection in `introspection.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::time::Duration;
 
 use axum::{
     body::Body,
     http::{Request, StatusCode, header},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use k8s_openapi::jiff::Timestamp;
-use m2m_operator::{credentials::generate::client_id, token::metrics::OutcomeLabels};
+use m2m_operator::credentials::generate::client_id;
 use m2m_operator_testkit::token_http::*;
-use serde_json::{Value, json};
+use serde_json::json;
+
+mod introspection;
+mod refusals;
 
 #[tokio::test]
 async fn basic_auth_gets_a_verifiable_rfc9068_token_with_org_code() {
@@ -140,6 +141,7 @@ async fn scopes_and_audiences_narrow_or_are_refused() {
     );
 }
 
+/// Long on purpose: one table of cases over one helper; the table is the test.
 #[tokio::test]
 async fn client_authentication_errors() {
     let f = Fixture::new();
@@ -304,245 +306,6 @@ async fn malformed_requests() {
 }
 
 #[tokio::test]
-async fn disabled_and_suspended_are_refused_only_after_authentication() {
-    let f = Fixture::new();
-    let (status, _, body) = f.token(&DISABLED, "").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
-    );
-    let (status, _, body) = f.token(&SUSPENDED, "").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
-    );
-    let wrong = f
-        .post(
-            "/oauth2/token",
-            Some(basic(&client_id(DISABLED.uid), "m2msec_wrong")),
-            "grant_type=client_credentials",
-        )
-        .await;
-    assert_eq!(
-        wrong.0,
-        StatusCode::UNAUTHORIZED,
-        "a wrong secret learns nothing about the app's state"
-    );
-}
-
-#[tokio::test]
-async fn an_org_whose_code_an_older_org_holds_gets_no_tokens_from_the_next_request_on() {
-    let mut world = world();
-    let f = Fixture::over(world.cache.clone(), Duration::from_secs(10));
-    assert_eq!(f.token(&ACME, "").await.0, StatusCode::OK);
-    // An Organization older than acme (same creation time, earlier name) with acme's code: two
-    // tenants must never share a code, so the newer one is refused from the next request on.
-    world.org("aardvark", "org_acme", "tenant-z", &["read"], false);
-    let (status, _, body) = f.token(&ACME, "").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
-    );
-    let why = body["error_description"].as_str().unwrap_or_default();
-    assert!(
-        why.contains("OrganizationNotReady") && !why.contains("aardvark"),
-        "says why without naming the other tenant: {why}"
-    );
-    assert_eq!(
-        f.token(&GLOBEX, "").await.0,
-        StatusCode::OK,
-        "other codes are unaffected"
-    );
-}
-
-#[tokio::test]
-async fn repeated_failures_are_throttled_per_client_without_locking_out_the_real_client() {
-    let f = Fixture::new();
-    // The real client verifies once (argon2), then is on the fast path.
-    assert_eq!(f.token(&ACME, "").await.0, StatusCode::OK);
-    let id = client_id(ACME.uid);
-    for _ in 0..3 {
-        let (status, _, _) = f
-            .post(
-                "/oauth2/token",
-                Some(basic(&id, "m2msec_guess")),
-                "grant_type=client_credentials",
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-    }
-    let (status, headers, body) = f
-        .post(
-            "/oauth2/token",
-            Some(basic(&id, "m2msec_guess")),
-            "grant_type=client_credentials",
-        )
-        .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-    assert!(
-        headers[header::RETRY_AFTER]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            >= 1
-    );
-    assert_eq!(
-        f.token(&ACME, "").await.0,
-        StatusCode::OK,
-        "the verified secret still works"
-    );
-    assert_eq!(
-        f.token(&GLOBAL, "").await.0,
-        StatusCode::OK,
-        "other clients are unaffected"
-    );
-}
-
-async fn introspect(f: &Fixture, caller: &App, token: &str) -> Value {
-    let (status, headers, body) = f
-        .post(
-            "/oauth2/introspect",
-            Some(basic(&client_id(caller.uid), caller.secret)),
-            &format!("token={token}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
-    body
-}
-
-fn forge(token: &str, header: Value, payload: Option<Value>, signature: Option<&str>) -> String {
-    let mut parts = token.split('.');
-    let _ = parts.next();
-    let original_payload = parts.next().unwrap().to_owned();
-    let sig = parts.next().unwrap().to_owned();
-    let payload = payload.map_or(original_payload, |p| URL_SAFE_NO_PAD.encode(p.to_string()));
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        payload,
-        signature.unwrap_or(&sig)
-    )
-}
-
-#[tokio::test]
-async fn introspection_isolates_tenants_and_rejects_forgeries() {
-    let f = Fixture::new();
-    let acme_token = f.token(&ACME, "").await.2["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let globex_token = f.token(&GLOBEX, "").await.2["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    let own = introspect(&f, &ACME, &acme_token).await;
-    assert_eq!(own["active"], true);
-    assert_eq!(own["org_code"], "org_acme");
-    assert_eq!(
-        introspect(&f, &ACME, &globex_token).await,
-        json!({"active": false}),
-        "other org's token"
-    );
-    assert_eq!(
-        introspect(&f, &GLOBAL, &globex_token).await["active"],
-        true,
-        "a global caller sees all"
-    );
-
-    let header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(acme_token.split('.').next().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let kid = header["kid"].as_str().unwrap();
-    let none = forge(
-        &acme_token,
-        json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
-        None,
-        Some(""),
-    );
-    assert_eq!(
-        introspect(&f, &ACME, &none).await["active"],
-        false,
-        "alg none"
-    );
-    let unknown = forge(
-        &acme_token,
-        json!({"alg": "ES256", "typ": "at+jwt", "kid": "nope"}),
-        None,
-        None,
-    );
-    assert_eq!(
-        introspect(&f, &ACME, &unknown).await["active"],
-        false,
-        "unknown kid"
-    );
-    // HS256 "signed" with the public key as the HMAC secret.
-    let jwks = f.jwks().await;
-    let public = serde_json::to_vec(&jwks.keys[0]).unwrap();
-    let hs_header = json!({"alg": "HS256", "typ": "at+jwt", "kid": kid});
-    let hs_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(hs_header.to_string()),
-        acme_token.split('.').nth(1).unwrap()
-    );
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &public);
-    let hs = format!(
-        "{hs_input}.{}",
-        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, hs_input.as_bytes()))
-    );
-    assert_eq!(
-        introspect(&f, &ACME, &hs).await["active"],
-        false,
-        "HS256 with the public key"
-    );
-    let mut payload: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(acme_token.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    payload["scope"] = json!("read write admin");
-    let tampered = forge(&acme_token, header.clone(), Some(payload.clone()), None);
-    assert_eq!(
-        introspect(&f, &ACME, &tampered).await["active"],
-        false,
-        "tampered payload"
-    );
-    assert_eq!(introspect(&f, &ACME, "not-a-jwt").await["active"], false);
-
-    // Correctly signed by the server's own key, but expired.
-    payload["scope"] = json!("read write");
-    payload["exp"] = json!(Timestamp::now().as_second() - 10);
-    let ring = f.service.key_ring();
-    let expired = ring
-        .active(Timestamp::now())
-        .unwrap()
-        .sign("at+jwt", &payload)
-        .unwrap();
-    assert_eq!(
-        introspect(&f, &ACME, &expired).await["active"],
-        false,
-        "expired"
-    );
-    payload["exp"] = json!(Timestamp::now().as_second() + 60);
-    let fresh = ring
-        .active(Timestamp::now())
-        .unwrap()
-        .sign("at+jwt", &payload)
-        .unwrap();
-    assert_eq!(
-        introspect(&f, &ACME, &fresh).await["active"],
-        true,
-        "the same token, not expired"
-    );
-}
-
-#[tokio::test]
 async fn discovery_documents_are_consistent() {
     let f = Fixture::new();
     for path in [
@@ -576,34 +339,4 @@ async fn discovery_documents_are_consistent() {
     }
     let set = f.jwks().await;
     assert_eq!(set.keys.len(), 1);
-}
-
-#[tokio::test]
-async fn a_request_that_takes_too_long_gets_an_oauth_error() {
-    let f = Fixture::with_timeout(Duration::from_millis(200));
-    // A body that never arrives: the handler waits for it until the timeout.
-    let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
-    let request = Request::post("/oauth2/token")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(
-            header::AUTHORIZATION,
-            basic(&client_id(ACME.uid), ACME.secret),
-        )
-        .body(Body::from_stream(stalled))
-        .unwrap();
-    let (status, headers, body) = f.call(request).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
-    assert!(headers.contains_key(header::RETRY_AFTER));
-    // The handler never finished, so the refusal is counted where it is made.
-    let counted = f
-        .service
-        .metrics()
-        .requests
-        .get_or_create(&OutcomeLabels {
-            endpoint: "token",
-            outcome: "temporarily_unavailable",
-        })
-        .get();
-    assert_eq!(counted, 1, "m2m_token_requests_total counts the timeout");
 }

@@ -1,0 +1,118 @@
+//! The watch tasks: each reflects one kind into its store and publishes every touched object
+//! on the change bus.
+
+use std::{fmt::Debug, sync::Arc};
+
+use futures::{Stream, StreamExt, future};
+use kube::{
+    Api, Resource,
+    core::DeserializeGuard,
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, Store},
+        watcher::{self, watcher},
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::{Change, OrgCodes, Tombstone, Unreadable, guarded};
+
+/// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
+/// carries the store's own copy of the object when it is the version just stored, so the
+/// change buffer holds no second copy of the cache.
+pub(super) fn spawn_stream<K, S>(
+    stream: S,
+    store: Store<K>,
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let kind = std::any::type_name::<K>();
+    let run = stream.touched_objects().for_each(move |result| {
+        match result {
+            Ok(obj) => {
+                let stored = store
+                    .get(&reflector::ObjectRef::from_obj(&obj))
+                    .filter(|s| s.meta().resource_version == obj.meta().resource_version);
+                // No subscriber (not the leader) is fine.
+                let _ = changes.send(wrap(stored.unwrap_or_else(|| Arc::new(obj))));
+            }
+            Err(e) => tracing::warn!(kind, error = %e, "watch error; retrying with backoff"),
+        }
+        future::ready(())
+    });
+    tokio::spawn(async move {
+        tokio::select! {
+            () = run => {},
+            () = shutdown.cancelled() => {},
+        }
+    });
+}
+
+/// How a guarded watch is set up.
+pub(super) struct Guarded<K> {
+    pub(super) config: watcher::Config,
+    pub(super) strip: fn(&mut K),
+    pub(super) unreadable: Arc<Unreadable>,
+    /// Told of every event once the store has it.
+    pub(super) index: Option<Arc<OrgCodes>>,
+}
+
+/// A watch of a custom resource in which an object that does not deserialise is removed from
+/// the store and listed as unreadable ([`guarded`]) instead of failing the whole watch.
+pub(super) fn spawn_guarded<K>(
+    api: Api<DeserializeGuard<K>>,
+    setup: Guarded<K>,
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) -> Store<K>
+where
+    K: Tombstone + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let index = setup.index;
+    let events = guarded::reflect(
+        watcher(api, setup.config).default_backoff(),
+        writer,
+        setup.unreadable,
+        setup.strip,
+    )
+    // Every event (a relist's removals land at its end, with no object of their own).
+    .inspect(move |_| {
+        if let Some(index) = &index {
+            index.changed();
+        }
+    });
+    spawn_stream(events, store.clone(), changes, wrap, shutdown);
+    store
+}
+
+/// A plain reflecting watch (no deserialisation guard: core kinds, or metadata only), each
+/// object stripped by `strip` before the store keeps it.
+pub(super) fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    strip: fn(&mut K),
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) -> Store<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer);
+    spawn_stream(stream, store.clone(), changes, wrap, shutdown);
+    store
+}
