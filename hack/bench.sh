@@ -11,8 +11,9 @@
 #   hack/bench.sh coldstart [--apps N] [--clients K]
 #   hack/bench.sh peer [--rounds R] [--seconds S] [--connections C]   (builds Ory Hydra v2.3.0)
 #   hack/bench.sh index [--apps N] [--apps-per-org K]   (no API server: the in-memory parts at scale)
+#   hack/bench.sh keyless [--rounds R] [--seconds S] [--connections C]   (ServiceAccount token vs secret)
 #
-# The cluster scenarios (reconcile, memory, propagation, coldstart) run against a control plane
+# The cluster scenarios (reconcile, memory, propagation, coldstart, keyless) run against a control plane
 # of their own, started fresh for each run on dedicated ports and state (never the test plane
 # of hack/test.sh) and stopped afterwards, with the release m2m-operator binary as a process.
 # M2M_BENCH_KEEP_PLANE=1 leaves that plane running (for a look with kubectl afterwards; stop
@@ -69,7 +70,7 @@ case "${1:-}" in
     shift
     exec "$BENCH" peer --hydra "$(build_hydra)" "$@"
     ;;
-  reconcile | memory | propagation | coldstart) ;;
+  reconcile | memory | propagation | coldstart | keyless) ;;
   *) exec "$BENCH" "$@" ;;
 esac
 

@@ -4,7 +4,8 @@
 #
 #   hack/leak-scan.sh DIR
 #
-# DIR/watch    every client_secret, argon2id hash and access token the tests saw, one per line
+# DIR/watch    every client_secret, argon2id hash, access token, ServiceAccount token and client
+#              assertion the tests saw, one per line
 # DIR/logs/    every operator process's log (the suite runs with debug logging)
 # DIR/bodies   every error response body
 # DIR/objects/ Events and statuses of every test namespace and Organization, saved before deletion

@@ -149,6 +149,21 @@ pub struct RunConfig {
     #[arg(long, env = "M2M_FAILURE_WINDOW", default_value = "1m", value_parser = duration)]
     pub failure_window: Duration,
 
+    /// The longest remaining lifetime (`exp` - now) a ServiceAccount token used as a client
+    /// assertion may have; a longer-lived token is refused (a stolen one is useful for less).
+    #[arg(
+        long,
+        env = "M2M_SERVICE_ACCOUNT_TOKEN_MAX_LIFETIME",
+        default_value = "1h",
+        value_parser = duration
+    )]
+    pub service_account_token_max_lifetime: Duration,
+
+    /// How long the API server's TokenReview answer about a ServiceAccount token is trusted:
+    /// a token whose Pod or ServiceAccount was deleted is refused at most this long after.
+    #[arg(long, env = "M2M_TOKEN_REVIEW_TTL", default_value = "60s", value_parser = duration)]
+    pub token_review_ttl: Duration,
+
     /// Proxies (comma-separated CIDRs or addresses) whose forwarding header names the source
     /// address for throttling. Default: none; the TCP peer is the source.
     #[arg(

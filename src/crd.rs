@@ -64,10 +64,33 @@ fn join_paragraph_lines(text: &str) -> String {
 
 /// A CRD as the YAML document checked in under `crds/`.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
-    Ok(format!("---\n{}", serde_yaml::to_string(crd)?))
+    let text = serde_yaml::to_string(crd)?;
+    Ok(format!("---\n{}", quote_boolean_keys(&text)))
 }
 
 /// The file under `crds/` each CRD is written to.
+/// serde_yaml writes YAML 1.2, where a key `y` or `n` is a string; kubectl and Helm read YAML
+/// 1.1, where it is a boolean (the JWK members `y` and `n` of `spec.clientAuthentication.jwks`
+/// would turn into `true` and `false`). Such keys are quoted.
+fn quote_boolean_keys(text: &str) -> String {
+    const YAML11_BOOLEANS: [&str; 22] = [
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+    ];
+    text.lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let indent = &line[..line.len() - trimmed.len()];
+            match trimmed.strip_suffix(':') {
+                Some(key) if YAML11_BOOLEANS.contains(&key) => format!("{indent}'{key}':"),
+                _ => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!(
         "{}.yaml",
@@ -91,6 +114,20 @@ pub fn all_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_yaml_1_1_reads_as_booleans_are_quoted() {
+        let yaml = all_yaml().unwrap();
+        assert!(
+            yaml.contains("'y':") && yaml.contains("'n':"),
+            "the JWK members"
+        );
+        assert!(!yaml.lines().any(|l| matches!(l.trim(), "y:" | "n:")));
+        assert_eq!(
+            quote_boolean_keys("a:\n  y:\n    type: string\n"),
+            "a:\n  'y':\n    type: string\n"
+        );
+    }
 
     #[test]
     fn paragraphs_keep_breaks_lines_do_not() {

@@ -229,11 +229,10 @@ fn token_service(
     ready: admin::ReadyFlag,
     shutdown: &CancellationToken,
 ) -> (Arc<TokenService>, KeyWatch) {
-    let service = Arc::new(TokenService::new(
-        cache.clone(),
-        config.token_config(),
-        registry,
-    ));
+    let service = Arc::new(
+        TokenService::new(cache.clone(), config.token_config(), registry)
+            .with_service_accounts(client.clone(), config.service_account_settings()),
+    );
     tokio::spawn(service.clone().prune_proofs(shutdown.clone()));
     token::quota::replicas::watch(
         client.clone(),

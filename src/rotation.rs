@@ -44,6 +44,8 @@ pub fn new_request(annotation: Option<&str>, handled: Option<&str>) -> Option<St
 /// previous secret's grace period ends (a schedule never cuts a grace period short; only a
 /// request, a person's decision, may replace the previous secret early).
 pub fn next_rotation(record: &ClientRecord, every: Option<Duration>) -> Option<Timestamp> {
+    // An app without a client secret has nothing to rotate.
+    record.current.as_ref()?;
     let due = every.and_then(|every| add(record.last_rotation_time, every))?;
     Some(match &record.previous {
         Some(previous) => due.max(previous.expires_at),
@@ -177,7 +179,7 @@ mod tests {
     fn a_due_schedule_waits_for_the_grace_period_to_end() {
         let mut r = record(); // last rotation at t=100
         r.previous = Some(crate::credentials::record::Previous {
-            hash: r.current.clone(),
+            hash: r.current.clone().unwrap(),
             expires_at: t(500),
         });
         let every = Some(Duration::from_secs(60));

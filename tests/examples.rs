@@ -1,19 +1,31 @@
-//! The example workload's ConfigMap carries exactly examples/workload/get-token.sh.
+//! The example workloads' ConfigMaps carry exactly examples/workload/get-token.sh and
+//! get-token-keyless.sh.
+
+#![allow(clippy::expect_used)] // a test helper: a panic is the failure report
 
 use std::path::Path;
 
 #[test]
 fn the_workload_configmap_holds_the_script() {
+    check("30-workload.yaml", "get-token.sh");
+}
+
+#[test]
+fn the_keyless_workload_configmap_holds_its_script() {
+    check("40-keyless-workload.yaml", "get-token-keyless.sh");
+}
+
+fn check(manifest_file: &str, script_file: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let script = std::fs::read_to_string(root.join("workload/get-token.sh")).expect("script");
-    let manifest = std::fs::read_to_string(root.join("30-workload.yaml")).expect("manifest");
+    let script = std::fs::read_to_string(root.join("workload").join(script_file)).expect("script");
+    let manifest = std::fs::read_to_string(root.join(manifest_file)).expect("manifest");
     let configmap = serde_yaml::Deserializer::from_str(&manifest)
         .map(|doc| <serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("YAML"))
         .find(|doc| doc["kind"] == "ConfigMap")
-        .expect("a ConfigMap in 30-workload.yaml");
+        .expect("a ConfigMap");
     assert_eq!(
-        configmap["data"]["get-token.sh"].as_str(),
+        configmap["data"][script_file].as_str(),
         Some(script.as_str()),
-        "examples/30-workload.yaml's ConfigMap differs from examples/workload/get-token.sh"
+        "examples/{manifest_file}'s ConfigMap differs from examples/workload/{script_file}"
     );
 }

@@ -207,7 +207,8 @@ pub fn run(opts: Options) {
     let memo = m2m_operator::controller::verified::VerifiedSecrets::default();
     let hash_value = ClientRecord::from_secret(&record_secret(0, 0, &phc))
         .expect("record")
-        .current;
+        .current
+        .expect("a current hash");
     for i in 0..n {
         let mut s = Secret::default();
         s.metadata.uid = Some(format!("sec-{}", uid(i as u64)));

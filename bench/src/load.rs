@@ -19,9 +19,12 @@ pub struct Load {
 const WRK_SCRIPT: &str = r#"
 wrk.method = os.getenv("M2M_METHOD")
 if wrk.method == "POST" then
-  wrk.body = "grant_type=client_credentials"
+  local body = os.getenv("M2M_BODY")
+  if body == nil or body == "" then body = "grant_type=client_credentials" end
+  wrk.body = body
   wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-  wrk.headers["Authorization"] = os.getenv("M2M_AUTH")
+  local auth = os.getenv("M2M_AUTH")
+  if auth ~= nil and auth ~= "" then wrk.headers["Authorization"] = auth end
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -49,6 +52,19 @@ pub fn peak(
 
 /// A peak-throughput run with wrk (one thread).
 pub fn wrk(bin: &str, url: &str, seconds: u64, connections: u64, auth: Option<&str>) -> Load {
+    wrk_post(bin, url, seconds, connections, auth, None)
+}
+
+/// A peak-throughput run with wrk (one thread) posting `body` (default: the bare grant) with
+/// `auth` as `Authorization`, if given; a GET without either.
+pub fn wrk_post(
+    bin: &str,
+    url: &str,
+    seconds: u64,
+    connections: u64,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> Load {
     let script = std::env::temp_dir().join(format!("m2m-bench-{}.lua", std::process::id()));
     std::fs::write(&script, WRK_SCRIPT).expect("write wrk script");
     let out = Command::new(bin)
@@ -62,8 +78,16 @@ pub fn wrk(bin: &str, url: &str, seconds: u64, connections: u64, auth: Option<&s
         ])
         .arg(&script)
         .arg(url)
-        .env("M2M_METHOD", if auth.is_some() { "POST" } else { "GET" })
+        .env(
+            "M2M_METHOD",
+            if auth.is_some() || body.is_some() {
+                "POST"
+            } else {
+                "GET"
+            },
+        )
         .env("M2M_AUTH", auth.unwrap_or_default())
+        .env("M2M_BODY", body.unwrap_or_default())
         .output()
         .unwrap_or_else(|e| panic!("running {bin} (install it with hack/bench.sh): {e}"));
     let text = String::from_utf8_lossy(&out.stdout);

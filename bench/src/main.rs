@@ -10,6 +10,7 @@ mod coldstart;
 use m2m_operator_testkit::cluster::tenants as fixtures;
 mod flood;
 mod index;
+mod keyless;
 use m2m_operator_testkit::raw_http as http;
 mod load;
 mod memory;
@@ -39,6 +40,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// ServiceAccount-token client authentication next to a shared secret (needs a control
+    /// plane: hack/cluster.sh).
+    Keyless {
+        /// Rounds of (secret peak, ServiceAccount-token peak); the table shows their medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
+        /// Seconds per load run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent connections of the load generator.
+        #[arg(long, default_value_t = 16)]
+        connections: u64,
+        /// Markdown file to write the table into (between this scenario's markers).
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        write: PathBuf,
+        /// The wrk binary.
+        #[arg(long, env = "M2M_WRK", default_value = "wrk")]
+        wrk: String,
+    },
     /// Token endpoint throughput and latency.
     Token {
         /// Apps in the index.
@@ -180,10 +200,20 @@ fn main() {
     let cli = Cli::parse();
     let _log = matches!(
         cli.scenario,
-        Scenario::Token { .. } | Scenario::Flood { .. } | Scenario::Peer { .. }
+        Scenario::Token { .. }
+            | Scenario::Flood { .. }
+            | Scenario::Peer { .. }
+            | Scenario::Keyless { .. }
     )
     .then(log_like_the_operator);
     match cli.scenario {
+        Scenario::Keyless {
+            rounds,
+            seconds,
+            connections,
+            write,
+            wrk,
+        } => keyless::run(rounds, seconds, connections, &write, &wrk),
         Scenario::Token {
             apps,
             rounds,

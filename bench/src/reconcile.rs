@@ -227,7 +227,7 @@ async fn raw_writes(
                         name: app.name_any(),
                         uid,
                     },
-                    current: phc.clone(),
+                    current: Some(phc.clone()),
                     pending: None,
                     previous: None,
                     revision: 1,
@@ -242,7 +242,7 @@ async fn raw_writes(
                 };
                 let secret = tenant_secret::render(
                     &app,
-                    &generate::client_secret().expect("random"),
+                    Some(&generate::client_secret().expect("random")),
                     &SecretContent {
                         client_id: &record.client_id,
                         org_code: grant.org_code.as_deref(),
@@ -270,6 +270,8 @@ async fn raw_writes(
                     verified_secret: None,
                     write_failure: None,
                     template_refused: &[],
+                    quota_reported: None,
+                    previous_reported: None,
                 });
                 let patch =
                     json!({"apiVersion": "m2m.dev/v1alpha1", "kind": "M2MApp", "status": status});

@@ -101,6 +101,10 @@ pub struct M2MAppSpec {
     /// reported (`Observe`). Unset: no quota of its own (its Organization's may still apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<super::QuotaSpec>,
+    /// How the app's client authenticates: a generated client secret (the default when absent),
+    /// a ServiceAccount token of this namespace, or its own key (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_authentication: Option<super::ClientAuthentication>,
 }
 
 fn default_token_lifetime() -> String {
@@ -353,6 +357,20 @@ impl M2MApp {
             .as_ref()?
             .get(key)
             .map(String::as_str)
+    }
+
+    /// Whether the app's client may authenticate with `method` (absent
+    /// `spec.clientAuthentication`: `ClientSecret` only).
+    pub fn accepts(&self, method: super::AuthMethod) -> bool {
+        match &self.spec.client_authentication {
+            Some(auth) => auth.allows(method),
+            None => method == super::AuthMethod::ClientSecret,
+        }
+    }
+
+    /// Whether the app has a client secret (the `ClientSecret` method).
+    pub fn uses_client_secret(&self) -> bool {
+        self.accepts(super::AuthMethod::ClientSecret)
     }
 
     /// The Secret the credentials go to: `spec.secretName` or `<name>-credentials`.

@@ -4,6 +4,7 @@
 //! validation attributes become its OpenAPI schema and CEL rules, so the API server refuses bad
 //! objects before the operator ever sees them. `crds/*.yaml` is generated from these types.
 
+mod client_auth;
 pub mod conditions;
 pub mod duration;
 mod m2mapp;
@@ -12,6 +13,7 @@ mod organization;
 pub mod quota;
 pub mod validation;
 
+pub use client_auth::{AuthMethod, ClientAuthentication, Jwk, Jwks, KeyType};
 pub use m2mapp::{
     M2MApp, M2MAppSpec, M2MAppStatus, OrganizationRef, RotationSpec, RotationStatus, SecretTemplate,
 };

@@ -34,6 +34,15 @@ impl RunConfig {
         }
     }
 
+    /// How ServiceAccount tokens are accepted as client assertions.
+    pub fn service_account_settings(&self) -> token::authn::service_account::SaSettings {
+        token::authn::service_account::SaSettings {
+            audience: self.issuer.clone(),
+            max_lifetime: self.service_account_token_max_lifetime,
+            review_ttl: self.token_review_ttl,
+        }
+    }
+
     /// The request limits of the token router.
     pub fn request_limits(&self) -> token::Limits {
         token::Limits {

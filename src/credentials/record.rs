@@ -62,8 +62,10 @@ pub struct Previous {
 pub struct ClientRecord {
     pub client_id: String,
     pub app: AppKey,
-    /// Hash of the secret in the tenant Secret.
-    pub current: PhcHash,
+    /// Hash of the secret in the tenant Secret (`None`: the app has no client secret, its
+    /// `spec.clientAuthentication` leaves out `ClientSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<PhcHash>,
     /// Hash of a secret being rotated in: accepted, and promoted to `current` once the tenant
     /// Secret holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +120,9 @@ impl ClientRecord {
             .as_ref()
             .filter(|p| now < p.expires_at)
             .map(|p| (&p.hash, SecretKind::Previous));
-        std::iter::once((&self.current, SecretKind::Current))
+        self.current
+            .iter()
+            .map(|h| (h, SecretKind::Current))
             .chain(pending)
             .chain(previous)
     }
@@ -186,7 +190,7 @@ mod tests {
                 name: "agent".into(),
                 uid: uid.into(),
             },
-            current: hash::hash(&ClientSecret::new("m2msec_current")).unwrap(),
+            current: Some(hash::hash(&ClientSecret::new("m2msec_current")).unwrap()),
             pending: None,
             previous: None,
             revision: 1,
@@ -219,12 +223,34 @@ mod tests {
         let mut rec = record("uid");
         let t = |s: i64| Timestamp::from_second(s).unwrap();
         rec.previous = Some(Previous {
-            hash: rec.current.clone(),
+            hash: rec.current.clone().unwrap(),
             expires_at: t(100),
         });
         let kinds = |now| rec.accepted_hashes(now).map(|(_, k)| k).collect::<Vec<_>>();
         assert_eq!(kinds(t(99)), [SecretKind::Current, SecretKind::Previous]);
         assert_eq!(kinds(t(100)), [SecretKind::Current]);
+    }
+
+    #[test]
+    fn a_record_without_a_secret_accepts_only_its_retired_one() {
+        let mut rec = record("uid");
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        let retired = rec.current.take().unwrap();
+        let json = String::from_utf8(
+            rec.to_secret("ns").unwrap().data.unwrap()[DATA_KEY]
+                .0
+                .clone(),
+        )
+        .unwrap();
+        assert!(!json.contains("argon2"), "{json}");
+        assert_eq!(rec.accepted_hashes(t(0)).count(), 0);
+        rec.previous = Some(Previous {
+            hash: retired,
+            expires_at: t(100),
+        });
+        let kinds = |now| rec.accepted_hashes(now).map(|(_, k)| k).collect::<Vec<_>>();
+        assert_eq!(kinds(t(99)), [SecretKind::Previous]);
+        assert!(kinds(t(100)).is_empty());
     }
 
     #[test]

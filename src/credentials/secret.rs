@@ -40,8 +40,13 @@ pub fn owner_reference(app: &M2MApp) -> Option<OwnerReference> {
     Some(owner)
 }
 
-/// The desired tenant Secret. `None` when the app has no name, namespace or UID yet.
-pub fn render(app: &M2MApp, secret: &ClientSecret, content: &SecretContent<'_>) -> Option<Secret> {
+/// The desired tenant Secret, with `client_secret` only when `secret` is given (an app without
+/// the `ClientSecret` method has none). `None` when the app has no name, namespace or UID yet.
+pub fn render(
+    app: &M2MApp,
+    secret: Option<&ClientSecret>,
+    content: &SecretContent<'_>,
+) -> Option<Secret> {
     let owner = owner_reference(app)?;
     let app_name = app.metadata.name.as_deref()?;
     let template = app.spec.secret_template.clone().unwrap_or_default();
@@ -54,7 +59,6 @@ pub fn render(app: &M2MApp, secret: &ClientSecret, content: &SecretContent<'_>) 
 
     let mut data = BTreeMap::from([
         (secret_keys::CLIENT_ID, content.client_id.to_owned()),
-        (secret_keys::CLIENT_SECRET, secret.expose().to_owned()),
         (secret_keys::TOKEN_URL, content.endpoints.token_url.clone()),
         (secret_keys::ISSUER, content.endpoints.issuer.clone()),
         (secret_keys::AUDIENCE, app.spec.audiences.join(" ")),
@@ -62,6 +66,9 @@ pub fn render(app: &M2MApp, secret: &ClientSecret, content: &SecretContent<'_>) 
     ]);
     if let Some(code) = content.org_code {
         data.insert(secret_keys::ORG_CODE, code.to_owned());
+    }
+    if let Some(secret) = secret {
+        data.insert(secret_keys::CLIENT_SECRET, secret.expose().to_owned());
     }
     Some(Secret {
         metadata: ObjectMeta {
@@ -180,7 +187,7 @@ pub(crate) mod tests {
             revision: 3,
             endpoints: &ep,
         };
-        let s = render(&app(), &ClientSecret::new("m2msec_x"), &content).unwrap();
+        let s = render(&app(), Some(&ClientSecret::new("m2msec_x")), &content).unwrap();
         assert_eq!(s.metadata.name.as_deref(), Some("agent-credentials"));
         assert_eq!(s.metadata.namespace.as_deref(), Some("tenant-a"));
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
@@ -221,9 +228,42 @@ pub(crate) mod tests {
             revision: 1,
             endpoints: &ep,
         };
-        let s = render(&app(), &ClientSecret::new("m2msec_x"), &content).unwrap();
+        let s = render(&app(), Some(&ClientSecret::new("m2msec_x")), &content).unwrap();
         assert_eq!(data(&s, "org_code"), None);
         assert_eq!(data(&s, "scope").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_keyless_app_gets_every_key_but_client_secret() {
+        let ep = endpoints();
+        let scopes = vec!["read:users".to_owned()];
+        let content = SecretContent {
+            client_id: "m2m_1",
+            org_code: Some("org_123"),
+            scopes: &scopes,
+            revision: 1,
+            endpoints: &ep,
+        };
+        let s = render(&app(), None, &content).unwrap();
+        let keys: Vec<&str> = s
+            .data
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "audience",
+                "client_id",
+                "issuer",
+                "org_code",
+                "scope",
+                "token_url"
+            ]
+        );
+        assert_eq!(client_secret_of(&s), None);
     }
 
     #[test]
@@ -236,7 +276,7 @@ pub(crate) mod tests {
             revision: 1,
             endpoints: &ep,
         };
-        let desired = render(&app(), &ClientSecret::new("m2msec_x"), &content).unwrap();
+        let desired = render(&app(), Some(&ClientSecret::new("m2msec_x")), &content).unwrap();
         let mut existing = desired.clone();
         assert!(in_sync(&existing, &desired));
         existing

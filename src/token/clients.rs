@@ -19,6 +19,10 @@ use crate::{
     tenancy::{self, Block, Grant, Refusal},
 };
 
+mod service_accounts;
+
+pub use self::service_accounts::{NoApp, admits, for_service_account};
+
 /// A known client.
 #[derive(Clone, Debug)]
 pub struct KnownClient {

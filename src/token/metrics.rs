@@ -32,6 +32,12 @@ pub struct QuotaLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `client_secret_basic`, `client_secret_post`, `service_account_token`.
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
@@ -68,6 +74,8 @@ pub struct TokenMetrics {
     pub quota_exceeded: Family<QuotaLabels, Counter>,
     /// `m2m_token_request_duration_seconds{endpoint}`.
     pub duration: Family<EndpointLabels, Histogram>,
+    /// `m2m_tokens_issued_by_auth_method_total{method}`.
+    pub by_method: Family<MethodLabels, Counter>,
     /// `m2m_argon2_jobs_running`, `m2m_argon2_admitted`.
     pub argon2: PoolGauges,
     pub connections: ConnectionMetrics,
@@ -81,6 +89,7 @@ impl TokenMetrics {
             requests: Family::default(),
             previous_secret: Counter::default(),
             quota_exceeded: Family::default(),
+            by_method: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
@@ -99,6 +108,11 @@ impl TokenMetrics {
             "token_quota_exceeded",
             "Token requests that found a quota used up, by scope (app, organization), period and mode (enforce: refused, observe: issued)",
             m.quota_exceeded.clone(),
+        );
+        registry.register(
+            "tokens_issued_by_auth_method",
+            "Tokens issued by how the client authenticated",
+            m.by_method.clone(),
         );
         registry.register(
             "token_request_duration_seconds",
@@ -149,6 +163,11 @@ impl TokenMetrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts one token issued to a client that authenticated with `method`.
+    pub fn issued_by_method(&self, method: &'static str) {
+        self.by_method.get_or_create(&MethodLabels { method }).inc();
     }
 
     /// Counts one request of `endpoint` with its outcome and records its latency.

@@ -10,6 +10,7 @@ pub mod jwt;
 pub mod listener;
 pub mod metrics;
 pub mod quota;
+pub mod sa_issuer;
 pub mod signing_keys;
 mod state;
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::{
     authn::{
+        service_account::{SaSettings, ServiceAccounts},
         source::{SourceKey, TrustedProxies},
         throttle::Throttle,
         verify::Verifier,
@@ -56,6 +57,10 @@ pub struct TokenService {
     pub(super) quotas: super::quota::Quotas,
     /// What this replica reports to the leader (quotas exceeded, previous secrets used).
     pub(super) usage: Arc<crate::usage::Recorder>,
+    /// `jti`s of accepted `private_key_jwt` assertions (this replica's).
+    pub(super) replays: super::authn::client_jwt::Replays,
+    /// ServiceAccount-token authentication (`None`: no cluster to ask, e.g. in HTTP tests).
+    pub(super) service_accounts: Option<ServiceAccounts>,
 }
 
 impl TokenService {
@@ -85,9 +90,18 @@ impl TokenService {
             quotas: super::quota::Quotas::default(),
             usage: Arc::default(),
             keys: RwLock::default(),
+            service_accounts: None,
+            replays: Default::default(),
             cache,
             config,
         }
+    }
+
+    /// Accepts ServiceAccount tokens of the cluster `client` talks to as client assertions.
+    pub fn with_service_accounts(mut self, client: kube::Client, settings: SaSettings) -> Self {
+        let issuer = Arc::new(super::sa_issuer::SaIssuer::new(client));
+        self.service_accounts = Some(ServiceAccounts::new(issuer, settings));
+        self
     }
 
     /// Forgets the secret proofs of clients whose record is gone (every 10 minutes, until

@@ -176,6 +176,14 @@ impl Fixture {
         Self::with_service(service(cache), timeout)
     }
 
+    /// The router over `cache` with settings changed by `edit`.
+    pub fn over_with(
+        cache: m2m_operator::cache::Cache,
+        edit: impl FnOnce(&mut TokenConfig),
+    ) -> Self {
+        Self::with_service(service_with(cache, edit), Duration::from_secs(10))
+    }
+
     /// The fixture world with settings changed by `edit`.
     pub fn with_config(edit: impl FnOnce(&mut TokenConfig)) -> Self {
         Self::with_service(

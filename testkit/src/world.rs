@@ -96,6 +96,28 @@ impl World {
 
     /// The app, with its M2MApp changed by `edit` (a quota, a rotation policy).
     pub fn app_with(&mut self, app: &FixtureApp, edit: impl FnOnce(&mut M2MApp)) -> &mut Self {
+        self.app_full(app, None, edit)
+    }
+
+    /// An app with `spec.clientAuthentication`; without the `ClientSecret` method its record
+    /// holds no hash (`app.current` is ignored), as the controller writes it.
+    pub fn app_with_auth(
+        &mut self,
+        app: &FixtureApp,
+        auth: Option<m2m_operator::api::ClientAuthentication>,
+    ) -> &mut Self {
+        self.app_full(app, auth, |_| {})
+    }
+
+    fn app_full(
+        &mut self,
+        app: &FixtureApp,
+        auth: Option<m2m_operator::api::ClientAuthentication>,
+        edit: impl FnOnce(&mut M2MApp),
+    ) -> &mut Self {
+        let keyless = auth
+            .as_ref()
+            .is_some_and(|a| !a.allows(m2m_operator::api::AuthMethod::ClientSecret));
         let mut obj = M2MApp::new(
             &app.name,
             M2MAppSpec {
@@ -104,6 +126,7 @@ impl World {
                 audiences: app.audiences.clone(),
                 token_lifetime: "15m".into(),
                 disabled: app.disabled,
+                client_authentication: auth,
                 ..Default::default()
             },
         );
@@ -111,13 +134,17 @@ impl World {
         obj.metadata.uid = Some(app.uid.clone());
         edit(&mut obj);
         put(&mut self.writers.apps, obj);
-        let record: Result<ClientRecord, _> = serde_json::from_value(serde_json::json!({
+        let mut json = serde_json::json!({
             "clientId": client_id(&app.uid),
             "app": AppKey { namespace: app.namespace.clone(), name: app.name.clone(), uid: app.uid.clone() },
             "current": app.current,
             "revision": 1,
             "lastRotationTime": Timestamp::UNIX_EPOCH,
-        }));
+        });
+        if keyless && let Some(obj) = json.as_object_mut() {
+            obj.remove("current");
+        }
+        let record: Result<ClientRecord, _> = serde_json::from_value(json);
         if let Ok(secret) = record.and_then(|r| r.to_secret(&self.operator_namespace)) {
             put(&mut self.writers.records, secret);
         }

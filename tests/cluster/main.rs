@@ -16,6 +16,8 @@ mod crd_limits;
 mod crds;
 mod fencing;
 mod ha;
+mod keyless;
+mod keyless_sa;
 mod load;
 mod quotas;
 mod rbac;

@@ -324,6 +324,18 @@ async fn discovery_documents_are_consistent() {
             format!("{ISSUER}/oauth2/introspect")
         );
         assert_eq!(doc["grant_types_supported"], json!(["client_credentials"]));
+        assert_eq!(
+            doc["token_endpoint_auth_methods_supported"],
+            json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
+        );
+        assert_eq!(
+            doc["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["ES256", "RS256", "EdDSA"])
+        );
     }
     let set = f.jwks().await;
     assert_eq!(set.keys.len(), 1);

@@ -43,6 +43,8 @@ written in templates/deployment.yaml.
 - {env: M2M_FAILURE_WINDOW, value: throttling.window}
 - {env: M2M_TRUSTED_PROXIES, value: throttling.trustedProxies, unsetWhenEmpty: true}
 - {env: M2M_FORWARDED_HEADER, value: throttling.forwardedHeader}
+- {env: M2M_SERVICE_ACCOUNT_TOKEN_MAX_LIFETIME, value: serviceAccountTokens.maxLifetime}
+- {env: M2M_TOKEN_REVIEW_TTL, value: serviceAccountTokens.reviewTtl}
 - {env: M2M_TOKEN_ADDR, template: m2m-operator.tokenAddr}
 - {env: M2M_ADMIN_ADDR, template: m2m-operator.adminAddr}
 - {env: M2M_HEADER_READ_TIMEOUT, value: listener.headerReadTimeout}

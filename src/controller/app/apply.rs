@@ -25,6 +25,10 @@ use crate::{
     tenancy::Grant,
 };
 
+mod keyless;
+
+use self::keyless::keyless_note;
+
 /// What apply did.
 pub struct Applied {
     /// The client record after the writes (`None`: the app has none).
@@ -106,6 +110,24 @@ pub async fn apply(ctx: &Context, o: &Observed<'_>, plan: Plan) -> Result<Applie
             w.sync(sync.as_ref(), &mut notes).await?;
             record.or_else(|| o.record.clone())
         }
+        Step::Keyless {
+            change,
+            record,
+            secret,
+        } => {
+            if let Some(record) = &record {
+                w.write_record(record).await?;
+            }
+            let record = record.or_else(|| o.record.clone());
+            if let Some(secret) = secret {
+                w.write_keyless_secret(secret).await?;
+            }
+            if let Some((action, note)) = keyless_note(o, change, record.as_ref()) {
+                w.count(action);
+                notes.push(note);
+            }
+            record
+        }
     };
     Ok(Applied { record, notes })
 }
@@ -181,16 +203,14 @@ impl<'a> Writes<'a> {
     /// A new secret: record first, then the Secret.
     async fn issue(&mut self, draft: RecordDraft, grant: &Grant) -> Result<ClientRecord, Error> {
         let secret = generate::client_secret()?;
-        let record = draft.with_current(self.hash(&secret).await?);
+        let hash = self.hash(&secret).await?;
+        let record = draft.with_current(hash.clone());
         self.write_record(&record).await?;
         let written = self.write_secret(&secret, &record, grant).await?;
         // This controller wrote that secret: the next reconcile need not argon2-verify it.
-        self.ctx.verified.remember(
-            &self.o.keys.uid,
-            &written,
-            &record.current,
-            SecretKind::Current,
-        );
+        self.ctx
+            .verified
+            .remember(&self.o.keys.uid, &written, &hash, SecretKind::Current);
         Ok(record)
     }
 
@@ -244,12 +264,14 @@ impl<'a> Writes<'a> {
         let written_secret = self.write_secret(&new_secret, &next, grant).await?;
         let record = plan::promote(record, promotion);
         self.write_record(&record).await?;
-        self.ctx.verified.remember(
-            &self.o.keys.uid,
-            &written_secret,
-            &record.current,
-            SecretKind::Current,
-        );
+        if let Some(current) = &record.current {
+            self.ctx.verified.remember(
+                &self.o.keys.uid,
+                &written_secret,
+                current,
+                SecretKind::Current,
+            );
+        }
         Ok(record)
     }
 
@@ -284,8 +306,8 @@ impl<'a> Writes<'a> {
         grant: &Grant,
     ) -> Result<Secret, Error> {
         let content = plan::content(&record.client_id, record.revision, grant, &self.o.endpoints);
-        let desired =
-            tenant_secret::render(self.o.app, secret, &content).ok_or(Error::MissingObjectKey)?;
+        let desired = tenant_secret::render(self.o.app, Some(secret), &content)
+            .ok_or(Error::MissingObjectKey)?;
         self.put_secret(desired).await
     }
 

@@ -353,7 +353,10 @@ async fn classify(
 
 /// Every hash of the record, with its kind.
 fn candidates(record: &ClientRecord) -> Vec<(PhcHash, SecretKind)> {
-    std::iter::once((record.current.clone(), SecretKind::Current))
+    record
+        .current
+        .iter()
+        .map(|h| (h.clone(), SecretKind::Current))
         .chain(
             record
                 .pending

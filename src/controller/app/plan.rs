@@ -9,6 +9,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 
+pub mod keyless;
 mod step;
 
 pub use self::step::{IssueCause, Plan, Promotion, RecordDraft, SecretState, Step, promote};
@@ -48,7 +49,17 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     let Ok(grant) = &o.grant else {
         return hold(o);
     };
+    if !o.app.uses_client_secret() {
+        return keyless::plan(o, grant);
+    }
     let record = o.record.as_ref();
+    // A record without a current secret: the app had no ClientSecret method until now.
+    if let Some(r) = record.filter(|r| r.current.is_none()) {
+        if o.secret_state == SecretState::Foreign {
+            return hold(o);
+        }
+        return issue(o, IssueCause::MethodEnabled, Some(r), grant);
+    }
     match (o.secret_state, record) {
         (SecretState::Foreign, _) => hold(o),
         (SecretState::Missing, None) => issue(o, IssueCause::First, None, grant),
@@ -103,7 +114,8 @@ fn issue(o: &Observed<'_>, cause: IssueCause, old: Option<&ClientRecord>, grant:
         Some(old) => RecordDraft {
             client_id: old.client_id.clone(),
             app: old.app.clone(),
-            revision: old.revision,
+            // Enabling the method issues the first secret of a new revision.
+            revision: old.revision + i64::from(cause == IssueCause::MethodEnabled),
             last_rotation_time: old.last_rotation_time,
             handled_rotate_request: o
                 .app
@@ -274,7 +286,7 @@ fn sync(o: &Observed<'_>, client_id: &str, revision: i64, grant: &Grant) -> Opti
     let plain = tenant_secret::client_secret_of(existing)?;
     let desired = tenant_secret::render(
         o.app,
-        &plain,
+        Some(&plain),
         &content(client_id, revision, grant, &o.endpoints),
     )?;
     (!tenant_secret::in_sync(existing, &desired)).then_some(desired)

@@ -105,6 +105,14 @@ fn ready(inputs: &StatusInputs<'_>) -> (bool, &'static str, String) {
             "credentials are being issued".to_owned(),
         ),
         (Ok(_), false, Some(_), Some(block)) => (false, block.reason(), block.message().to_owned()),
+        (Ok(_), false, Some(record), None) if record.current.is_none() => (
+            true,
+            app_reasons::CREDENTIALS_ISSUED,
+            format!(
+                "the client id is in Secret {secret_name:?} (no client secret: the app \
+                 authenticates as spec.clientAuthentication says)"
+            ),
+        ),
         (Ok(_), false, Some(record), None) => (
             true,
             app_reasons::CREDENTIALS_ISSUED,
@@ -328,7 +336,7 @@ mod tests {
         let now = t(50) + k8s_openapi::jiff::SignedDuration::from_millis(123);
         rec.last_rotation_time = now;
         rec.previous = Some(Previous {
-            hash: rec.current.clone(),
+            hash: rec.current.clone().unwrap(),
             expires_at: now + k8s_openapi::jiff::SignedDuration::from_secs(3600),
         });
         let grant = ok();
@@ -355,7 +363,7 @@ mod tests {
         let a = app();
         let mut rec = record();
         rec.previous = Some(Previous {
-            hash: rec.current.clone(),
+            hash: rec.current.clone().unwrap(),
             expires_at: t(100),
         });
         let grant = ok();

@@ -207,7 +207,7 @@ async fn a_cache_that_lags_behind_costs_a_retry_never_a_working_secret() {
     assert_eq!(h.api.writes(), [CREATE_RECORD.to_owned()]);
     assert_eq!(h.client_secret(), issued, "the Secret is untouched");
     assert!(
-        crate::credentials::hash::verify(&issued, &h.record().current),
+        crate::credentials::hash::verify(&issued, h.record().current.as_ref().unwrap()),
         "and its secret is still the record's"
     );
     // Once the cache caught up, nothing more happens.

@@ -24,7 +24,10 @@ pub async fn jwks(State(svc): State<Arc<TokenService>>) -> Response {
     response
 }
 
-/// RFC 8414 metadata (also served as the OpenID discovery document).
+/// RFC 8414 metadata (also served as the OpenID discovery document). ServiceAccount tokens are
+/// sent exactly as `private_key_jwt` assertions are (`client_assertion_type` jwt-bearer): no
+/// registered method name describes a token signed by the cluster's key, so `private_key_jwt`
+/// announces both (docs/token.md).
 pub fn metadata_document(config: &TokenConfig) -> serde_json::Value {
     let issuer = config.issuer.trim_end_matches('/');
     let introspection = config.token_url.replace(TOKEN_PATH, INTROSPECT_PATH);
@@ -35,7 +38,9 @@ pub fn metadata_document(config: &TokenConfig) -> serde_json::Value {
         "introspection_endpoint": introspection,
         "grant_types_supported": ["client_credentials"],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": [],
         "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],

@@ -36,6 +36,7 @@ async fn introspect_inner(
     let form = request::parse_form(body)?;
     let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
     let token = request::introspection_token(&form)?;
+    let creds = request::ClientAuth::Secret(creds);
     let (caller, _) = authenticate(svc, &creds, Origin { peer, headers }).await?;
     let caller_grant = authorize(svc, &caller)?;
     let inactive = serde_json::json!({"active": false});

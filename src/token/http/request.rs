@@ -8,6 +8,10 @@ use percent_encoding::percent_decode;
 use super::error::{ErrorCode, OAuthError};
 use crate::api::validation::{is_audience, is_scope_token};
 
+mod assertion;
+
+pub use self::assertion::{Assertion, ClientAuth, client_auth};
+
 /// Parameters that may appear more than once (RFC 8707 allows several resources).
 const REPEATABLE: [&str; 2] = ["resource", "audience"];
 

@@ -22,7 +22,7 @@ use crate::{
     credentials::record::SecretKind,
     token::{
         TokenService,
-        authn::{Origin, authenticate},
+        authn::{Method, Origin, authenticate},
         claims::{self, AccessClaims},
         clients::{self, KnownClient},
         quota,
@@ -41,6 +41,8 @@ struct Audit {
     previous_secret: bool,
     /// The quotas the request found used up, as `app-minute,organization-day`.
     quota_exceeded: Option<String>,
+    /// How the client authenticated.
+    method: Option<Method>,
 }
 
 /// The body of a successful token response (RFC 6749 §5.1).
@@ -68,17 +70,27 @@ async fn issue(
 ) -> Result<Response, OAuthError> {
     form_content_type(headers)?;
     let form = request::parse_form(body)?;
-    let creds = request::client_credentials(headers.get(header::AUTHORIZATION), &form)?;
+    let auth = request::client_auth(headers.get(header::AUTHORIZATION), &form)?;
     // Only a well-formed client id reaches the log: a client that sends its secret (or anything
     // else) in the client_id field must not get it written down.
-    audit.client_id = Some(if clients::uid_of(&creds.client_id).is_some() {
-        creds.client_id.clone()
-    } else {
-        "<malformed>".to_owned()
+    audit.client_id = auth.client_id().map(|id| {
+        if clients::uid_of(id).is_some() {
+            id.to_owned()
+        } else {
+            "<malformed>".to_owned()
+        }
     });
     let token_request = request::token_request(&form)?;
-    let (client, kind) = authenticate(svc, &creds, Origin { peer, headers }).await?;
-    audit.previous_secret = kind == SecretKind::Previous;
+    let (client, method) = authenticate(svc, &auth, Origin { peer, headers }).await?;
+    audit.method = Some(method);
+    let kind = match method {
+        Method::Secret { kind, .. } => Some(kind),
+        Method::ServiceAccountToken | Method::PrivateKeyJwt => None,
+    };
+    audit.previous_secret = kind == Some(SecretKind::Previous);
+    if audit.client_id.is_none() {
+        audit.client_id = Some(client.record.client_id.clone());
+    }
     let grant = authorize(svc, &client);
     audit.client = Some(client.clone());
     let grant = grant?;
@@ -108,7 +120,7 @@ async fn issue(
             return Err(OAuthError::overloaded());
         }
     };
-    if kind == SecretKind::Previous {
+    if kind == Some(SecretKind::Previous) {
         svc.metrics.previous_secret.inc();
         svc.usage.previous_secret_used(
             &client.record.app.uid,
@@ -116,6 +128,7 @@ async fn issue(
             quota::now_unix(),
         );
     }
+    svc.metrics.issued_by_method(method.as_str());
     let body = TokenResponse {
         access_token: &token,
         token_type: "Bearer",
@@ -213,6 +226,7 @@ pub async fn handle(
         jti = claims.map(|c| c.jti.as_str()),
         previous_secret = audit.previous_secret,
         quota_exceeded = audit.quota_exceeded.as_deref(),
+        auth_method = audit.method.map(Method::as_str),
         "token request"
     );
     svc.metrics.observe("token", outcome, started);

@@ -166,7 +166,7 @@ pub async fn record(client: &Client, uid: &str) -> Option<ClientRecord> {
         .map(|s| ClientRecord::from_secret(&s).expect("readable record"))
         .inspect(|r| {
             for hash in [
-                Some(&r.current),
+                r.current.as_ref(),
                 r.pending.as_ref().map(|p| &p.hash),
                 r.previous.as_ref().map(|p| &p.hash),
             ]

@@ -150,7 +150,7 @@ impl Arena {
     pub async fn remember_hashes(&mut self, ns: &str, app: &str) {
         let uid = uid(&get_app(&self.client, ns, app).await);
         if let Some(rec) = record(&self.client, &uid).await {
-            for hash in [Some(&rec.current), rec.previous.as_ref().map(|p| &p.hash)]
+            for hash in [rec.current.as_ref(), rec.previous.as_ref().map(|p| &p.hash)]
                 .into_iter()
                 .flatten()
             {

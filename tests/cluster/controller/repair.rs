@@ -64,7 +64,7 @@ async fn drift_is_repaired_with_events() {
         Duration::from_secs(10),
         || async {
             let rec = record(&client, &uid(&app)).await.ok_or("no record")?;
-            if verify(&recreated["client_secret"], &rec.current) {
+            if verify(&recreated["client_secret"], rec.current.as_ref().unwrap()) {
                 Ok(rec)
             } else {
                 Err("old hash".to_owned())
@@ -72,7 +72,10 @@ async fn drift_is_repaired_with_events() {
         },
     )
     .await;
-    assert!(!verify(&original["client_secret"], &rec.current));
+    assert!(!verify(
+        &original["client_secret"],
+        rec.current.as_ref().unwrap()
+    ));
 
     // Another key edited: set back, secret unchanged.
     let edit = json!({"stringData": {"scope": "admin"}});
@@ -134,8 +137,11 @@ async fn drift_is_repaired_with_events() {
     )
     .await;
     let rec = record(&client, &uid(&app)).await.unwrap();
-    assert!(verify(&fresh, &rec.current));
-    assert!(!verify("m2msec_chosen-by-hand", &rec.current));
+    assert!(verify(&fresh, rec.current.as_ref().unwrap()));
+    assert!(!verify(
+        "m2msec_chosen-by-hand",
+        rec.current.as_ref().unwrap()
+    ));
     assert_eq!(rec.revision, 1, "repairs are not rotations");
     ns.delete().await;
 }
@@ -263,7 +269,10 @@ async fn restarts_change_no_secret_no_client_id_and_write_nothing() {
     .await;
     let app = get_app(&client, &ns.name, "one").await;
     let rec = record(&client, &uid(&app)).await.expect("record");
-    assert!(verify(&repaired["client_secret"], &rec.current));
+    assert!(verify(
+        &repaired["client_secret"],
+        rec.current.as_ref().unwrap()
+    ));
     wait_for("every app reconciled", Duration::from_secs(20), || async {
         match metric(&op, APP_RECONCILES).await {
             n if n >= names.len() as f64 => Ok(()),

@@ -45,6 +45,9 @@ pub enum IssueCause {
     /// Its Organization was deleted and one of the same name created (another UID, perhaps
     /// another tenant): secrets issued for the old one must not work for the new one.
     OrganizationReplaced,
+    /// `spec.clientAuthentication` accepts `ClientSecret` again (or for the first time) on an
+    /// app that had no client secret.
+    MethodEnabled,
 }
 
 impl IssueCause {
@@ -102,6 +105,17 @@ impl IssueCause {
                         .to_owned(),
                 ),
             ),
+            IssueCause::MethodEnabled => (
+                "issued",
+                Note::normal(
+                    "CredentialsIssued",
+                    ACTION,
+                    format!(
+                        "spec.clientAuthentication accepts ClientSecret: issued a client secret \
+                         into Secret {secret_name:?}"
+                    ),
+                ),
+            ),
         }
     }
 }
@@ -122,9 +136,17 @@ impl RecordDraft {
     /// The record with `current` as its only hash.
     pub fn with_current(self, current: PhcHash) -> ClientRecord {
         ClientRecord {
+            current: Some(current),
+            ..self.without_secret()
+        }
+    }
+
+    /// The record of an app without a client secret: no hash at all.
+    pub fn without_secret(self) -> ClientRecord {
+        ClientRecord {
             client_id: self.client_id,
             app: self.app,
-            current,
+            current: None,
             pending: None,
             previous: None,
             revision: self.revision,
@@ -157,11 +179,11 @@ pub fn promote(record: ClientRecord, promotion: &Promotion) -> ClientRecord {
         return record;
     };
     ClientRecord {
-        previous: promotion.previous_expires_at.map(|expires_at| Previous {
-            hash: record.current.clone(),
-            expires_at,
-        }),
-        current: pending.hash,
+        previous: promotion
+            .previous_expires_at
+            .zip(record.current.clone())
+            .map(|(expires_at, hash)| Previous { hash, expires_at }),
+        current: Some(pending.hash),
         pending: None,
         revision: record.revision + 1,
         last_rotation_time: pending.started_at,
@@ -213,6 +235,14 @@ pub enum Step {
     Keep {
         record: Option<ClientRecord>,
         sync: Option<Secret>,
+    },
+    /// The app has no client secret: write `record` if it changed (first, so a retired
+    /// secret is accepted as previous before it leaves the Secret), then `secret`, the Secret
+    /// without `client_secret` (removing one it still holds).
+    Keyless {
+        change: super::keyless::KeylessChange,
+        record: Option<ClientRecord>,
+        secret: Option<Secret>,
     },
 }
 

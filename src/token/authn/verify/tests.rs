@@ -12,7 +12,7 @@ fn record(secret: &str) -> ClientRecord {
             name: "a".into(),
             uid: "u".into(),
         },
-        current: hash::hash(&ClientSecret::new(secret)).unwrap(),
+        current: Some(hash::hash(&ClientSecret::new(secret)).unwrap()),
         pending: None,
         previous: None,
         revision: 1,
@@ -46,8 +46,8 @@ async fn verifies_once_then_remembers_until_the_hash_is_dropped() {
     );
 
     // Rotated: the old hash becomes previous, then expires.
-    let old = rec.current.clone();
-    rec.current = hash::hash(&ClientSecret::new("new")).unwrap();
+    let old = rec.current.clone().unwrap();
+    rec.current = Some(hash::hash(&ClientSecret::new("new")).unwrap());
     rec.previous = Some(Previous {
         hash: old,
         expires_at: Timestamp::from_second(10).unwrap(),

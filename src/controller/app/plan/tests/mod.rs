@@ -1,6 +1,7 @@
 //! The plan's decisions, from small fixtures: the world they plan in here, the steps in
 //! `steps.rs`, rotation and revocation in `rotation.rs`.
 
+mod keyless;
 mod rotation;
 mod steps;
 
@@ -56,7 +57,7 @@ pub(crate) fn secret_of(app: &M2MApp, secret: &str, record: &ClientRecord) -> Se
     let grant = ok().unwrap();
     let mut s = tenant_secret::render(
         app,
-        &crate::credentials::generate::ClientSecret::new(secret),
+        Some(&crate::credentials::generate::ClientSecret::new(secret)),
         &content(&record.client_id, record.revision, &grant, &endpoints),
     )
     .unwrap();

@@ -1,0 +1,130 @@
+//! Client assertions (RFC 7523): a ServiceAccount token, or a JWT the client signed
+//! (`private_key_jwt`), told apart by their `iss` (a client id signs its own). Failures count
+//! against the throttles like wrong secrets; a remembered ServiceAccount token is never
+//! throttled.
+
+use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::{
+    Attempt, Method, Origin, assertion::Refused, client_jwt, service_account::Outcome,
+    source::SourceKey,
+};
+use crate::{
+    api::AuthMethod,
+    token::{
+        TokenService,
+        clients::{self, KnownClient, NoApp},
+        http::{error::OAuthError, request::Assertion},
+    },
+};
+
+/// Authenticates the client of an assertion.
+pub(super) async fn authenticate(
+    svc: &TokenService,
+    assertion: &Assertion,
+    origin: Origin<'_>,
+) -> Result<(KnownClient, Method), OAuthError> {
+    match client_jwt::unverified_issuer(&assertion.jwt).filter(|i| clients::uid_of(i).is_some()) {
+        Some(client_id) => private_key_jwt(svc, assertion, &client_id, origin).await,
+        None => service_account_token(svc, assertion, origin).await,
+    }
+}
+
+/// `private_key_jwt`: the client named by `iss` (and `client_id`, if sent), one of its app's
+/// keys, a `jti` not seen before.
+async fn private_key_jwt(
+    svc: &TokenService,
+    assertion: &Assertion,
+    client_id: &str,
+    origin: Origin<'_>,
+) -> Result<(KnownClient, Method), OAuthError> {
+    if assertion
+        .client_id
+        .as_deref()
+        .is_some_and(|id| id != client_id)
+    {
+        return Err(refused(Refused::Invalid));
+    }
+    let client = clients::lookup(
+        &svc.cache,
+        &svc.parsed,
+        &svc.config.operator_namespace,
+        client_id,
+    )
+    .filter(|c| c.app.accepts(AuthMethod::PrivateKeyJwt))
+    .ok_or_else(|| refused(Refused::NoApp))?;
+    let keys = client
+        .app
+        .spec
+        .client_authentication
+        .as_ref()
+        .and_then(|a| a.jwks.as_ref())
+        .map(client_jwt::keys_of)
+        .unwrap_or_default();
+    let source = SourceKey::of(origin.source(svc));
+    let mut attempt = Attempt::begin(svc, Some(client_id), source, Instant::now())?;
+    let now = Timestamp::now().as_second();
+    let audiences = [svc.config.token_url.as_str(), svc.config.issuer.as_str()];
+    let verified =
+        client_jwt::verify(&assertion.jwt, client_id, &keys, &audiences, now).map_err(refused)?;
+    svc.replays
+        .first_use(client_id, &verified, now)
+        .map_err(refused)?;
+    attempt.forgive = true;
+    Ok((client, Method::PrivateKeyJwt))
+}
+
+/// `invalid_client` saying why (a reason a client can act on; never the assertion).
+fn refused(why: Refused) -> OAuthError {
+    OAuthError {
+        description: format!("client authentication failed: {why}"),
+        ..OAuthError::invalid_client(false)
+    }
+}
+
+/// A ServiceAccount token as client assertion: remembered (reviewed less than the TTL ago),
+/// or verified and reviewed under the throttles; then the app it may act as.
+async fn service_account_token(
+    svc: &TokenService,
+    assertion: &Assertion,
+    origin: Origin<'_>,
+) -> Result<(KnownClient, Method), OAuthError> {
+    let Some(accounts) = &svc.service_accounts else {
+        return Err(refused(Refused::NoApp));
+    };
+    let now = Timestamp::now().as_second();
+    let identity = match accounts.remembered(&assertion.jwt, now) {
+        Some(identity) => identity,
+        None => {
+            let source = SourceKey::of(origin.source(svc));
+            let named = assertion.client_id.as_deref();
+            let mut attempt = Attempt::begin(svc, named, source, Instant::now())?;
+            match accounts.verify(&assertion.jwt, now).await {
+                Outcome::Verified { identity, .. } => {
+                    attempt.forgive = true;
+                    identity
+                }
+                Outcome::Refused(why) => return Err(refused(why)),
+                Outcome::Unavailable => {
+                    attempt.forgive = true;
+                    return Err(OAuthError::overloaded());
+                }
+            }
+        }
+    };
+    match clients::for_service_account(
+        &svc.cache,
+        &svc.parsed,
+        &svc.config.operator_namespace,
+        &identity,
+        assertion.client_id.as_deref(),
+    ) {
+        Ok(client) => Ok((client, Method::ServiceAccountToken)),
+        Err(NoApp::None) => Err(refused(Refused::NoApp)),
+        Err(NoApp::Ambiguous) => Err(OAuthError::invalid_request(
+            "several apps accept this ServiceAccount: send client_id",
+        )),
+    }
+}
