@@ -29,8 +29,8 @@ hack/chart.sh check
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, all features, -D warnings)"
-cargo clippy --all-targets --all-features --quiet -- -D warnings
+step "cargo clippy (the whole workspace: all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 step "unit and integration tests (no cluster)"
 cargo test --quiet
