@@ -82,8 +82,18 @@ fn refused(what: &str, (code, body): (u16, Value)) {
 
 /// The cluster's ServiceAccount signing key, and its kid as the API server publishes it.
 async fn cluster_key(client: &Client) -> (EncodingKey, String) {
-    let dir = std::env::var("M2M_CLUSTER_DIR").expect("M2M_CLUSTER_DIR (hack/cluster.sh env)");
-    let pem = std::fs::read(format!("{dir}/pki/sa.key")).expect("sa.key");
+    // The plane's state folder: M2M_CLUSTER_DIR when set, else the folder of the kubeconfig
+    // `hack/cluster.sh env` exports (it lives there), else hack/cluster.sh's default.
+    let dir = std::env::var_os("M2M_CLUSTER_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("KUBECONFIG")
+                .and_then(|k| std::path::Path::new(&k).parent().map(|p| p.to_path_buf()))
+        })
+        .unwrap_or_else(|| common::repo_root().join(".cluster"));
+    let key_path = dir.join("pki/sa.key");
+    let pem = std::fs::read(&key_path)
+        .unwrap_or_else(|e| panic!("the plane's ServiceAccount key {}: {e}", key_path.display()));
     let request = ::http::Request::get("/openid/v1/jwks")
         .body(Vec::new())
         .unwrap();
