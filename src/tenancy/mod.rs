@@ -141,16 +141,35 @@ impl OrgState {
     }
 }
 
-/// Orders Organizations by age: the older one keeps a contested code (ties: the smaller name).
-fn age_key(org: &Organization) -> (Timestamp, &str) {
+/// Orders Organizations by age: the older one keeps a contested code. `creationTimestamp` has
+/// whole seconds, so two created in one second tie: then the one whose status shows it holding
+/// the code keeps it (an Organization in effect is not displaced by a newcomer whose name sorts
+/// first), and only then the smaller name.
+fn age_key(org: &Organization) -> (Timestamp, bool, &str) {
     (
         org.metadata
             .creation_timestamp
             .as_ref()
             .map(|t| t.0)
             .unwrap_or(Timestamp::MAX),
+        !holds_code(org),
         org.metadata.name.as_deref().unwrap_or_default(),
     )
+}
+
+/// Whether `org`'s status says its code is in effect: the status names that code and the
+/// `Ready` condition is not `DuplicateCode` (a suspended Organization, or one with an invalid
+/// selector, still holds its code).
+fn holds_code(org: &Organization) -> bool {
+    org.status.as_ref().is_some_and(|s| {
+        s.code
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(org.effective_code()))
+            && s.conditions
+                .iter()
+                .find(|c| c.type_ == crate::api::conditions::READY)
+                .is_some_and(|c| c.reason != org_reasons::DUPLICATE_CODE)
+    })
 }
 
 /// The older Organization that holds `org`'s code, if any.

@@ -1,7 +1,7 @@
 //! The tenancy decisions, from small fixtures.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement, Time,
+    Condition, LabelSelector, LabelSelectorRequirement, Time,
 };
 
 use super::*;
@@ -256,4 +256,68 @@ fn codes_differing_only_in_case_are_duplicates() {
             holder: "old".into()
         }
     );
+}
+
+/// `creationTimestamp` has whole seconds: two Organizations created in one second tie on age.
+/// The one whose status already shows the code in effect keeps it, whatever the names; a name
+/// decides only between two that both (or neither) hold it.
+#[test]
+fn within_one_second_the_organization_holding_the_code_keeps_it() {
+    let code = |c: &str| OrganizationSpec {
+        code: Some(c.into()),
+        ..Default::default()
+    };
+    let mut holder = org("zz-first", 5, code("acme"));
+    holder.status = Some(crate::api::OrganizationStatus {
+        code: Some("acme".into()),
+        conditions: vec![ready(&holder, "True", "Active")],
+        ..Default::default()
+    });
+    let newcomer = org("aa-second", 5, code("ACME"));
+    let all = [holder.clone(), newcomer.clone()];
+    assert_eq!(org_state(&holder, &all), OrgState::Active);
+    assert_eq!(
+        org_state(&newcomer, &all),
+        OrgState::DuplicateCode {
+            holder: "zz-first".into()
+        }
+    );
+
+    // A status saying the Organization is the duplicate holds nothing: the name decides.
+    let mut refused = newcomer.clone();
+    refused.status = Some(crate::api::OrganizationStatus {
+        code: Some("ACME".into()),
+        conditions: vec![ready(&refused, "False", "DuplicateCode")],
+        ..Default::default()
+    });
+    let bare = org("zz-first", 5, code("acme"));
+    let all = [bare.clone(), refused.clone()];
+    assert_eq!(org_state(&refused, &all), OrgState::Active);
+    assert_eq!(
+        org_state(&bare, &all),
+        OrgState::DuplicateCode {
+            holder: "aa-second".into()
+        }
+    );
+
+    // An older Organization keeps the code against any status of a newer one.
+    let older = org("zz-older", 4, code("acme"));
+    let all = [older.clone(), holder.clone()];
+    assert_eq!(
+        org_state(&holder, &all),
+        OrgState::DuplicateCode {
+            holder: "zz-older".into()
+        }
+    );
+}
+
+fn ready(org: &Organization, status: &str, reason: &str) -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: String::new(),
+        observed_generation: org.metadata.generation,
+        last_transition_time: Time(Timestamp::from_second(5).unwrap()),
+    }
 }
