@@ -79,7 +79,7 @@ where
     let (store, writer) = reflector::store();
     let index = setup.index;
     let events = guarded::reflect(
-        watcher(api, setup.config).default_backoff(),
+        watcher(api, setup.config).backoff(super::backoff::watch_backoff()),
         writer,
         setup.unreadable,
         setup.strip,
@@ -110,7 +110,7 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = watcher(api, config)
-        .default_backoff()
+        .backoff(super::backoff::watch_backoff())
         .modify(strip)
         .reflect(writer);
     spawn_stream(stream, store.clone(), changes, wrap, shutdown);

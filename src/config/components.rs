@@ -86,6 +86,7 @@ impl RunConfig {
             global_apps: self.global_apps(),
             template_keys: self.template_keys(),
             usage_report_interval: self.usage_report_interval,
+            record_visible_within: crate::controller::RECORD_VISIBLE_WITHIN,
         }
     }
 

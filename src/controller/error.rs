@@ -24,8 +24,8 @@ pub enum Error {
         source: kube::Error,
     },
 
-    /// A Secret write the API server did not accept (anything but a conflict with another
-    /// writer). `message` is what it said, with the Secret's secret removed should the server
+    /// A Secret write the API server answered with an error other than a conflict with another
+    /// writer (no answer at all is a [`Error::WriteSecret`]). `message` is what it said, with the Secret's secret removed should the server
     /// have echoed it, so it is safe for logs, the condition and the Event.
     #[error("writing Secret {namespace}/{name}: {message}")]
     SecretRefused {
@@ -75,6 +75,17 @@ pub enum Error {
     #[error("a blocking hashing task failed: {0}")]
     Blocking(#[source] tokio::task::JoinError),
 
+    /// The client record this reconcile wrote did not reach this replica's cache in time (the
+    /// watch of the records is behind, as after an API server restart): the token endpoint
+    /// here would refuse what the status would call issued, so the status waits.
+    #[error(
+        "client record {name}: the version written is not in this replica's cache after {waited:?} (its watch is behind); the status is written once it is"
+    )]
+    CacheBehind {
+        name: String,
+        waited: std::time::Duration,
+    },
+
     /// What was read changed under the reconcile (it retries with fresh reads).
     #[error("inconsistent state: {0}")]
     Inconsistent(&'static str),
@@ -100,6 +111,7 @@ impl Error {
             Error::SerializeRecord(_) => "serialize",
             Error::Random(_) | Error::Hash(_) | Error::Blocking(_) => "crypto",
             Error::Inconsistent(_) => "inconsistent",
+            Error::CacheBehind { .. } => "cache_behind",
         }
     }
 

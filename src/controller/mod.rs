@@ -61,7 +61,15 @@ pub struct ControllerConfig {
     pub template_keys: crate::credentials::template::TemplateKeys,
     /// How often at most each replica writes its usage report (`--usage-report-interval`).
     pub usage_report_interval: Duration,
+    /// How long a reconcile that wrote a client record waits for this replica's cache to hold
+    /// it before writing the status ([`RECORD_VISIBLE_WITHIN`]).
+    pub record_visible_within: Duration,
 }
+
+/// How long a reconcile waits for its record write to reach the cache: a watch event takes
+/// milliseconds; past a watch's longest retry delay ([`crate::cache::backoff::MAX_DELAY`]) the
+/// watch is down, and the reconcile gives its worker back and retries.
+pub const RECORD_VISIBLE_WITHIN: Duration = crate::cache::backoff::MAX_DELAY;
 
 /// What every reconcile shares.
 pub struct Context {

@@ -244,7 +244,8 @@ pub fn watch(client: Client, namespace: &str, board: Arc<Board>, shutdown: Cance
         "{}={COMPONENT}",
         crate::credentials::record::LABEL_COMPONENT
     );
-    let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+    let stream = watcher(api, watcher::Config::default().labels(&selector))
+        .backoff(crate::cache::backoff::watch_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {

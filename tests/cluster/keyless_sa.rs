@@ -26,7 +26,7 @@ use crate::{
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const CLUSTER_ISSUER: &str = "https://kubernetes.default.svc";
 
-async fn service_account(client: &Client, ns: &str, name: &str) -> ServiceAccount {
+pub(crate) async fn service_account(client: &Client, ns: &str, name: &str) -> ServiceAccount {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     api.create(&PostParams::default(), &sa)
@@ -35,7 +35,13 @@ async fn service_account(client: &Client, ns: &str, name: &str) -> ServiceAccoun
 }
 
 /// A token of `ns/name` for `audience`, optionally bound to a Pod.
-async fn mint(client: &Client, ns: &str, name: &str, audience: &str, pod: Option<&Pod>) -> String {
+pub(crate) async fn mint(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    audience: &str,
+    pod: Option<&Pod>,
+) -> String {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -60,7 +66,11 @@ async fn mint(client: &Client, ns: &str, name: &str, audience: &str, pod: Option
 }
 
 /// A token request with `assertion` (and `client_id` if given).
-async fn exchange(op: &Operator, assertion: &str, client_id: Option<&str>) -> (u16, Value) {
+pub(crate) async fn exchange(
+    op: &Operator,
+    assertion: &str,
+    client_id: Option<&str>,
+) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_assertion_type", JWT_BEARER),

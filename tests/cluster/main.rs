@@ -18,6 +18,7 @@ mod fencing;
 mod ha;
 mod keyless;
 mod keyless_sa;
+mod keyless_sa_reviews;
 mod load;
 mod quotas;
 mod rbac;

@@ -35,6 +35,9 @@ pub struct Applied {
     pub record: Option<ClientRecord>,
     /// Events to publish about the app.
     pub notes: Vec<Note>,
+    /// When the client record was written: the versions of it this reconcile read or wrote
+    /// before its last write (the cache must show another before the status is written).
+    pub record_superseded: Option<Vec<String>>,
 }
 
 /// Carries out `plan`.
@@ -129,7 +132,11 @@ pub async fn apply(ctx: &Context, o: &Observed<'_>, plan: Plan) -> Result<Applie
             record
         }
     };
-    Ok(Applied { record, notes })
+    Ok(Applied {
+        record,
+        notes,
+        record_superseded: w.wrote_record.then_some(w.superseded),
+    })
 }
 
 fn rotated_note(o: &Observed<'_>, record: &ClientRecord, cause: &Cause) -> Note {
@@ -164,6 +171,9 @@ struct Writes<'a> {
     record_secret: Option<Secret>,
     /// The app's Secret as last read or written.
     secret: Option<Secret>,
+    /// Whether a record write succeeded, and the record versions each write replaced.
+    wrote_record: bool,
+    superseded: Vec<String>,
 }
 
 impl<'a> Writes<'a> {
@@ -175,6 +185,8 @@ impl<'a> Writes<'a> {
             secrets: Api::namespaced(ctx.client.clone(), &o.keys.namespace),
             record_secret: o.record_secret.clone(),
             secret: o.secret.clone(),
+            wrote_record: false,
+            superseded: Vec::new(),
         }
     }
 
@@ -293,6 +305,14 @@ impl<'a> Writes<'a> {
             }
         };
         let written = result.map_err(|source| Error::WriteRecord { name, source })?;
+        if let Some(rv) = self
+            .record_secret
+            .as_ref()
+            .and_then(|s| s.metadata.resource_version.clone())
+        {
+            self.superseded.push(rv);
+        }
+        self.wrote_record = true;
         self.record_secret = Some(written);
         Ok(())
     }
@@ -334,7 +354,11 @@ impl<'a> Writes<'a> {
         };
         let namespace = self.o.keys.namespace.clone();
         let written = result.map_err(|source| {
-            if crate::controller::error::is_conflict(&source) {
+            // A conflict is another writer; no answer at all (the API server restarting, a
+            // connection reset) is no refusal: both retry with the usual backoff, without a
+            // refusal streak that holds back new secrets.
+            let answered = matches!(source, kube::Error::Api(_));
+            if crate::controller::error::is_conflict(&source) || !answered {
                 return Error::WriteSecret {
                     namespace: namespace.clone(),
                     name: name.clone(),

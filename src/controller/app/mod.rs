@@ -53,6 +53,13 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
         }
         Err(error) => return Err(error),
     };
+    if let Err(behind) = record_visible(ctx, &observed, &applied).await {
+        // What was written is told; the status follows when this replica can answer for it.
+        for note in applied.notes {
+            events::publish(ctx, app, note).await;
+        }
+        return Err(behind);
+    }
 
     let mut inputs = status::StatusInputs::new(&observed, applied.record.as_ref());
     // The Secret version verified last (this reconcile's writes included), for the next process.
@@ -83,6 +90,33 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(retry.map_or(wake, |r| {
         r.min(wake) + std::time::Duration::from_millis(100)
     })))
+}
+
+/// Waits until this replica's cache holds the client record this reconcile wrote, so that a
+/// status saying the credentials are issued (or a secret revoked) is never ahead of what this
+/// replica's token endpoint does.
+async fn record_visible(
+    ctx: &Context,
+    o: &observe::Observed<'_>,
+    applied: &apply::Applied,
+) -> Result<(), Error> {
+    let Some(superseded) = &applied.record_superseded else {
+        return Ok(());
+    };
+    let name = crate::credentials::record::record_name(&o.keys.uid);
+    let within = ctx.config.record_visible_within;
+    if ctx
+        .cache
+        .record_visible(&ctx.config.operator_namespace, &name, superseded, within)
+        .await
+    {
+        Ok(())
+    } else {
+        Err(Error::CacheBehind {
+            name,
+            waited: within,
+        })
+    }
 }
 
 /// When the previous secret is to be retired for being unused, if it stays so; soon while the

@@ -11,7 +11,7 @@ use super::reconcile_app;
 use crate::{
     api::M2MApp,
     cache::{self, Cache},
-    controller::{Context, ControllerConfig, fake_api::FakeApi},
+    controller::{Context, ControllerConfig, Error, fake_api::FakeApi},
     credentials::secret::Endpoints,
     metrics::Metrics,
 };
@@ -66,6 +66,7 @@ impl Harness {
                 global_apps: crate::tenancy::GlobalApps::anywhere(),
                 template_keys: Default::default(),
                 usage_report_interval: std::time::Duration::from_secs(5),
+                record_visible_within: Duration::from_millis(300),
             },
             metrics,
         );
@@ -118,6 +119,13 @@ impl Harness {
         }
     }
 
+    /// Empties the cache of records, as if their watch had not delivered any yet.
+    pub fn forget_records(&mut self) {
+        use kube::runtime::watcher::Event;
+        self.writers.records.apply_watcher_event(&Event::Init);
+        self.writers.records.apply_watcher_event(&Event::InitDone);
+    }
+
     /// Reconciles the app as the fake API now holds it (with the status written last).
     pub async fn reconcile(&mut self) {
         if let Some(stored) = self.api.get(APP) {
@@ -125,9 +133,34 @@ impl Harness {
         }
         self.sync_cache();
         self.api.clear_calls();
-        reconcile_app(&self.app, &self.ctx)
-            .await
-            .expect("reconcile");
+        self.reconcile_watched().await.expect("reconcile");
+    }
+
+    /// Reconciles while the watch of the records plays along: each record write reaches the
+    /// cache a moment later, as it would from the API server.
+    pub async fn reconcile_watched(&mut self) -> Result<kube::runtime::controller::Action, Error> {
+        let Self {
+            api,
+            ctx,
+            app,
+            writers,
+            ..
+        } = self;
+        let watch = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if let Some(record) = api.get(RECORD) {
+                    let record = serde_json::from_value(record).unwrap();
+                    writers
+                        .records
+                        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(record));
+                }
+            }
+        };
+        tokio::select! {
+            result = reconcile_app(app, ctx) => result,
+            () = watch => unreachable!(),
+        }
     }
 
     pub fn annotate(&mut self, key: &str, value: &str) {
@@ -198,6 +231,7 @@ async fn a_cache_that_lags_behind_costs_a_retry_never_a_working_secret() {
     let issued = h.client_secret();
     // The next reconcile starts before the watches delivered the record and the Secret: the
     // cache still shows neither.
+    h.forget_records();
     h.api.clear_calls();
     let lagging = reconcile_app(&h.app, &h.ctx).await;
     assert!(
@@ -399,4 +433,59 @@ async fn a_secret_the_api_server_refuses_costs_one_hash_per_backoff_step_and_say
         "CredentialsIssued"
     );
     assert!(h.api.get(SECRET).is_some());
+}
+
+/// The watch of the records is behind (after an API server restart it may retry for seconds):
+/// the credentials are written and told in an Event, but no status says they were issued while
+/// this replica's token endpoint would still refuse them.
+#[tokio::test]
+async fn the_status_waits_until_this_replicas_cache_holds_the_record() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.sync_cache();
+    let behind = reconcile_app(&h.app, &h.ctx).await;
+    assert!(
+        matches!(behind, Err(Error::CacheBehind { .. })),
+        "{behind:?}"
+    );
+    assert_eq!(
+        h.api.writes(),
+        [CREATE_RECORD.to_owned(), CREATE_SECRET.to_owned()],
+        "no status write"
+    );
+    assert!(
+        h.api
+            .event_reasons()
+            .contains(&"CredentialsIssued".to_owned())
+    );
+    // Once the watch delivered the record, the next reconcile writes the status alone.
+    h.reconcile().await;
+    assert_eq!(h.api.writes(), [patch_status()]);
+    let status = &h.api.get(APP).unwrap()["status"];
+    assert_eq!(status["conditions"][0]["reason"], "CredentialsIssued");
+}
+
+/// A cache still holding the version the reconcile read does not count: a revocation is not
+/// reported before this replica refuses the revoked secret.
+#[tokio::test]
+async fn a_revocation_is_not_reported_while_the_cache_holds_the_record_before_it() {
+    let mut h = Harness::new(json!({"audiences": ["api"]}));
+    h.reconcile().await;
+    h.annotate("m2m.dev/rotate", "r1");
+    h.reconcile().await;
+    assert!(h.record().previous.is_some());
+    h.annotate("m2m.dev/revoke-previous", "leak");
+    if let Some(stored) = h.api.get(APP) {
+        h.app = serde_json::from_value(stored).unwrap();
+    }
+    h.sync_cache();
+    h.api.clear_calls();
+    let behind = reconcile_app(&h.app, &h.ctx).await;
+    assert!(
+        matches!(behind, Err(Error::CacheBehind { .. })),
+        "{behind:?}"
+    );
+    assert_eq!(h.api.writes(), [replace_record()], "no status write");
+    assert!(h.record().previous.is_none(), "the record was revoked");
+    h.reconcile().await;
+    assert_eq!(h.api.writes(), [patch_status()]);
 }

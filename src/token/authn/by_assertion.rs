@@ -85,7 +85,8 @@ fn refused(why: Refused) -> OAuthError {
 }
 
 /// A ServiceAccount token as client assertion: remembered (reviewed less than the TTL ago),
-/// or verified and reviewed under the throttles; then the app it may act as.
+/// or verified offline, matched to the app it may act as, and only then reviewed, under the
+/// throttles.
 async fn service_account_token(
     svc: &TokenService,
     assertion: &Assertion,
@@ -95,33 +96,53 @@ async fn service_account_token(
         return Err(refused(Refused::NoApp));
     };
     let now = Timestamp::now().as_second();
-    let identity = match accounts.remembered(&assertion.jwt, now) {
-        Some(identity) => identity,
-        None => {
-            let source = SourceKey::of(origin.source(svc));
-            let named = assertion.client_id.as_deref();
-            let mut attempt = Attempt::begin(svc, named, source, Instant::now())?;
-            match accounts.verify(&assertion.jwt, now).await {
-                Outcome::Verified { identity, .. } => {
-                    attempt.forgive = true;
-                    identity
-                }
-                Outcome::Refused(why) => return Err(refused(why)),
-                Outcome::Unavailable => {
-                    attempt.forgive = true;
-                    return Err(OAuthError::overloaded());
-                }
-            }
+    if let Some(identity) = accounts.remembered(&assertion.jwt, now) {
+        return app_of(svc, assertion, &identity).map(|c| (c, Method::ServiceAccountToken));
+    }
+    let source = SourceKey::of(origin.source(svc));
+    let named = assertion.client_id.as_deref();
+    let mut attempt = Attempt::begin(svc, named, source, Instant::now())?;
+    let identity = accounts
+        .verify_offline(&assertion.jwt, now)
+        .await
+        .map_err(refused)?;
+    // No TokenReview (an API call, a slot in the memory) for a ServiceAccount no app accepts:
+    // its tokens are refused for a signature check, and cost its source nothing more (like an
+    // unknown client id), since nothing expensive ran.
+    let client = match app_of(svc, assertion, &identity) {
+        Ok(client) => client,
+        Err(e) => {
+            attempt.forgive = true;
+            return Err(e);
         }
     };
+    match accounts.review(&assertion.jwt, identity, now).await {
+        Outcome::Verified { .. } => {
+            attempt.forgive = true;
+            Ok((client, Method::ServiceAccountToken))
+        }
+        Outcome::Refused(why) => Err(refused(why)),
+        Outcome::Unavailable => {
+            attempt.forgive = true;
+            Err(OAuthError::overloaded())
+        }
+    }
+}
+
+/// The app a verified ServiceAccount identity acts as.
+fn app_of(
+    svc: &TokenService,
+    assertion: &Assertion,
+    identity: &super::assertion::SaIdentity,
+) -> Result<KnownClient, OAuthError> {
     match clients::for_service_account(
         &svc.cache,
         &svc.parsed,
         &svc.config.operator_namespace,
-        &identity,
+        identity,
         assertion.client_id.as_deref(),
     ) {
-        Ok(client) => Ok((client, Method::ServiceAccountToken)),
+        Ok(client) => Ok(client),
         Err(NoApp::None) => Err(refused(Refused::NoApp)),
         Err(NoApp::Ambiguous) => Err(OAuthError::invalid_request(
             "several apps accept this ServiceAccount: send client_id",

@@ -1,6 +1,7 @@
 //! ServiceAccount tokens as client assertions: offline verification against the cluster's
-//! issuer ([`assertion::verify_service_account`]), then, on first sight of a token, a
-//! TokenReview, so a token whose ServiceAccount was deleted or recreated (another UID) or whose
+//! issuer ([`assertion::verify_service_account`]), then, on first sight of a token whose
+//! ServiceAccount some app accepts (only then: a tenant minting tokens for other accounts must
+//! not buy API calls and memory with them), a TokenReview, so a token whose ServiceAccount was deleted or recreated (another UID) or whose
 //! Pod is gone is refused. A reviewed token is remembered by its SHA-256 for at most the review
 //! TTL (`--token-review-ttl`, default 60 s) and never past its `exp`: that TTL bounds how long a
 //! token outlives its Pod or ServiceAccount. The memory holds digests, never a token, and only
@@ -79,12 +80,10 @@ impl ServiceAccounts {
             .map(|r| r.identity.clone())
     }
 
-    /// Verifies `token` offline, then asks the API server about it.
-    pub async fn verify(&self, token: &str, now: i64) -> Outcome {
-        let identity = match self.verify_offline(token, now).await {
-            Ok(identity) => identity,
-            Err(refused) => return Outcome::Refused(refused),
-        };
+    /// Asks the API server about `token`, whose signature and claims [`Self::verify_offline`]
+    /// found good as `identity`, and remembers a token it confirms. Callers first check that
+    /// some app accepts the identity: a review costs an API call and a slot of the memory.
+    pub async fn review(&self, token: &str, identity: SaIdentity, now: i64) -> Outcome {
         match self.issuer.review(token, &self.settings.audience).await {
             Err(e) => {
                 tracing::warn!(error = %e, "TokenReview failed");
@@ -103,7 +102,9 @@ impl ServiceAccounts {
         }
     }
 
-    async fn verify_offline(&self, token: &str, now: i64) -> Result<SaIdentity, Refused> {
+    /// The token's identity, if the cluster's issuer signed it for the operator's audience,
+    /// within its lifetime limit (no API call unless the signing key is new).
+    pub async fn verify_offline(&self, token: &str, now: i64) -> Result<SaIdentity, Refused> {
         let kid = assertion::kid(token)?;
         let keys = self
             .issuer

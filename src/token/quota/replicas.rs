@@ -65,7 +65,10 @@ pub fn watch(
     let api: Api<EndpointSlice> = Api::namespaced(client, namespace);
     let config = watcher::Config::default().labels(&format!("{SERVICE_NAME_LABEL}={service}"));
     let (store, writer) = reflector::store();
-    let stream = reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector(
+        writer,
+        watcher(api, config).backoff(crate::cache::backoff::watch_backoff()),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {

@@ -71,7 +71,9 @@ pub fn watch_keys(
     let (tx, rx) = watch::channel(None);
     let api: Api<Secret> = Api::namespaced(client, namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={KEYS_SECRET}"));
-    let stream = watcher(api, config).default_backoff().touched_objects();
+    let stream = watcher(api, config)
+        .backoff(crate::cache::backoff::watch_backoff())
+        .touched_objects();
     let reported = Mutex::new(None);
     tokio::spawn(async move {
         let run = stream.for_each(|event| {
