@@ -171,7 +171,7 @@ proptest! {
             block: None,
             org_uid: None,
             record: Some(rec.clone()),
-            record_secret: None,
+            record_version: None,
             secret: None,
             secret_state: SecretState::Ours { matched: Some(SecretKind::Current), readable: true },
             secret_vouched: true,

@@ -6,19 +6,22 @@
 //!   that does not deserialise is removed from the store and listed in [`Cache::unreadable`]
 //!   ([`guarded`]): it gets no tokens, and it never stops the watch.
 //! - Namespaces and the tenant Secrets the operator manages: metadata only (labels, owners).
-//! - Client records: Secrets in the operator's namespace, with data (they hold the hashes).
+//! - Client records: Secrets in the operator's namespace, parsed on arrival ([`records`]): the
+//!   record and a few metadata fields, not the Secret.
 //!
 //! The watches of what others write list in pages of [`PAGE_SIZE`] objects.
 
 pub mod backoff;
 mod guarded;
 mod org_codes;
+pub mod records;
 mod streams;
 pub mod strip;
 mod unreadable;
 
 pub use guarded::Tombstone;
 pub use org_codes::{OrgCodes, SameCode};
+pub use records::CachedRecord;
 pub use unreadable::{Unreadable, UnreadableObject};
 
 use std::{fmt::Debug, sync::Arc};
@@ -35,7 +38,7 @@ use kube::{
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use streams::{Guarded, spawn_guarded, spawn_watch};
+use streams::{Guarded, spawn_guarded, spawn_records, spawn_watch};
 
 use crate::{
     api::{
@@ -66,7 +69,7 @@ pub enum Change {
     App(Arc<M2MApp>),
     Namespace(Arc<PartialObjectMeta<Namespace>>),
     TenantSecret(Arc<PartialObjectMeta<Secret>>),
-    Record(Arc<Secret>),
+    Record(Arc<CachedRecord>),
 }
 
 impl Change {
@@ -98,7 +101,7 @@ impl Change {
         }
     }
 
-    pub fn record(self) -> Option<Arc<Secret>> {
+    pub fn record(self) -> Option<Arc<CachedRecord>> {
         match self {
             Change::Record(record) => Some(record),
             _ => None,
@@ -117,7 +120,8 @@ pub struct Cache {
     pub apps: Store<M2MApp>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub tenant_secrets: Store<PartialObjectMeta<Secret>>,
-    pub records: Store<Secret>,
+    /// Client records, parsed ([`records`]).
+    pub records: Store<CachedRecord>,
     /// M2MApps and Organizations that exist but do not deserialise (not in the stores above).
     pub unreadable: Arc<Unreadable>,
     changes: broadcast::Sender<Change>,
@@ -176,12 +180,10 @@ impl Cache {
             Change::TenantSecret,
             shutdown.clone(),
         );
-        let records = spawn_watch(
+        let records = spawn_records(
             Api::<Secret>::namespaced(client.clone(), operator_namespace),
             watcher::Config::default().labels(&records_selector),
-            strip::own,
             changes.clone(),
-            Change::Record,
             shutdown,
         );
         Self {
@@ -246,7 +248,7 @@ pub struct CacheWriters {
     pub apps: reflector::store::Writer<M2MApp>,
     pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
     pub tenant_secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
-    pub records: reflector::store::Writer<Secret>,
+    pub records: reflector::store::Writer<CachedRecord>,
 }
 
 /// Puts `obj` into a detached cache's store.

@@ -3,7 +3,7 @@
 
 use std::{fmt::Debug, sync::Arc};
 
-use futures::{Stream, StreamExt, future};
+use futures::{Stream, StreamExt, TryStreamExt, future};
 use kube::{
     Api, Resource,
     core::DeserializeGuard,
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::{Change, OrgCodes, Tombstone, Unreadable, guarded};
+use super::{Change, OrgCodes, Tombstone, Unreadable, guarded, records::CachedRecord};
 
 /// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
 /// carries the store's own copy of the object when it is the version just stored, so the
@@ -114,5 +114,22 @@ where
         .modify(strip)
         .reflect(writer);
     spawn_stream(stream, store.clone(), changes, wrap, shutdown);
+    store
+}
+
+/// The watch of the client records: each Secret parsed once into a [`CachedRecord`], which the
+/// store keeps instead of the Secret.
+pub(super) fn spawn_records(
+    api: Api<k8s_openapi::api::core::v1::Secret>,
+    config: watcher::Config,
+    changes: broadcast::Sender<Change>,
+    shutdown: CancellationToken,
+) -> Store<CachedRecord> {
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .backoff(super::backoff::watch_backoff())
+        .map_ok(super::records::event)
+        .reflect(writer);
+    spawn_stream(stream, store.clone(), changes, Change::Record, shutdown);
     store
 }

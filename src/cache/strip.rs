@@ -6,16 +6,13 @@
 //! |---|---|---|
 //! | M2MApp, Organization | name, namespace, uid, resourceVersion, generation, creationTimestamp (the older of two Organizations with one code wins), deletionTimestamp; on M2MApps the `m2m.dev/rotate` and `m2m.dev/revoke-previous` annotations (values over 128 characters as `sha256:<hex>`, so status can record them); spec without `displayName`; status (the controller compares it with the desired one) | labels, every other annotation (up to 256 KiB), ownerReferences, finalizers, managedFields |
 //! | Namespace (metadata only) | identity and labels (`namespaceSelector`) | annotations, managedFields |
-//! | client record Secret (ours) | everything but managedFields and the last-applied annotation | those |
+//! | client record Secret (ours) | the parsed record; name, namespace, uid, resourceVersion, deletionTimestamp, the app-uid label and the app's namespace and name annotations ([`super::records`]) | the Secret's data (parsed instead), every other field |
 //! | tenant Secret (metadata only) | identity, ownerReferences, the `m2m.dev/app` label | everything else |
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::{
-    Resource,
-    core::{ObjectMeta, PartialObjectMeta},
-};
+use kube::core::{ObjectMeta, PartialObjectMeta};
 
 use crate::api::{
     M2MApp, Organization,
@@ -50,15 +47,6 @@ pub fn namespace(ns: &mut PartialObjectMeta<Namespace>) {
     let labels = ns.metadata.labels.take();
     ns.metadata = identity(&mut ns.metadata);
     ns.metadata.labels = labels;
-}
-
-/// Drops what the operator never reads of an object it wrote itself (the client records).
-pub fn own<K: Resource>(obj: &mut K) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
 }
 
 /// What a tenant Secret's cache entry keeps: its identity, its owners and its `m2m.dev/app`
@@ -193,17 +181,6 @@ mod tests {
         namespace(&mut ns);
         assert_eq!(ns.metadata.labels.map(|l| l.len()), Some(1));
         assert!(ns.metadata.annotations.is_none() && ns.metadata.managed_fields.is_none());
-    }
-
-    #[test]
-    fn own_objects_lose_managed_fields_and_last_applied() {
-        let mut record = Secret {
-            metadata: full_meta(),
-            ..Default::default()
-        };
-        own(&mut record);
-        assert!(record.metadata.managed_fields.is_none());
-        assert_eq!(record.metadata.annotations.map(|a| a.len()), Some(4));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Error};
+use crate::cache::CachedRecord;
 use crate::{
     api::M2MApp,
     cache::Change,
@@ -71,11 +72,16 @@ fn app_exists(ctx: &Context, namespace: &str, name: &str, uid: &str) -> bool {
 }
 
 /// A record is an orphan when no cached app has its UID under its namespace and name.
-fn is_orphan(ctx: &Context, record: &Secret) -> bool {
+fn is_orphan(ctx: &Context, record: &CachedRecord) -> bool {
     if record.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    let Some(uid) = record.labels().get(LABEL_APP_UID) else {
+    let Some(uid) = record
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_APP_UID))
+    else {
         return false;
     };
     // An app that exists but cannot be read is not in the cache: keep its record.
@@ -110,8 +116,8 @@ async fn sweep(ctx: &Context) {
 /// Deletes a record, guarded by the UID and resourceVersion the collector saw: a record that
 /// was re-created or rewritten since (by a successor leader, or the app's own reconcile) is
 /// left alone, and the next sweep looks at it again.
-async fn delete(ctx: &Context, record: &Secret) {
-    let name = record.name_any();
+async fn delete(ctx: &Context, record: &CachedRecord) {
+    let name = record.metadata.name.clone().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
     let params = DeleteParams {
         preconditions: Some(Preconditions {

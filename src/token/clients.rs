@@ -2,10 +2,7 @@
 //! server): `client_id` -> client record -> M2MApp -> Organization and Namespace, and whether the
 //! client may have tokens now (the same [`crate::tenancy`] decisions the controller makes).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-};
+use std::sync::Arc;
 
 use kube::runtime::reflector::ObjectRef;
 
@@ -59,62 +56,13 @@ pub fn uid_of(client_id: &str) -> Option<String> {
     ))
 }
 
-/// Parsed client records by record name and resourceVersion, so a request does not parse JSON.
-#[derive(Default)]
-pub struct ParsedRecords(RwLock<HashMap<String, (String, Arc<ClientRecord>)>>);
-
-impl ParsedRecords {
-    fn get(
-        &self,
-        cache: &Cache,
-        secret: &k8s_openapi::api::core::v1::Secret,
-    ) -> Option<Arc<ClientRecord>> {
-        let name = secret.metadata.name.as_deref()?;
-        let version = secret
-            .metadata
-            .resource_version
-            .as_deref()
-            .unwrap_or_default();
-        if let Ok(map) = self.0.read()
-            && let Some((v, record)) = map.get(name)
-            && v == version
-        {
-            return Some(record.clone());
-        }
-        let record = Arc::new(ClientRecord::from_secret(secret).ok()?);
-        if let Ok(mut map) = self.0.write() {
-            map.insert(name.to_owned(), (version.to_owned(), record.clone()));
-            // Forget deleted records once they are half of what is remembered.
-            // `len`, not `state().len()`: a copy of every record per parse made the first
-            // request of each of N clients cost O(N), a quadratic wave after a restart (the
-            // 100,000-app simulation of `m2m-bench index` ran for minutes in here).
-            let live = cache.records.len();
-            if map.len() > 1024 && map.len() > 2 * live {
-                let names: std::collections::HashSet<String> = cache
-                    .records
-                    .state()
-                    .iter()
-                    .filter_map(|s| s.metadata.name.clone())
-                    .collect();
-                map.retain(|name, _| names.contains(name));
-            }
-        }
-        Some(record)
-    }
-}
-
 /// The client with this id, if its record and its (live) app are cached.
-pub fn lookup(
-    cache: &Cache,
-    parsed: &ParsedRecords,
-    operator_namespace: &str,
-    client_id: &str,
-) -> Option<KnownClient> {
+pub fn lookup(cache: &Cache, operator_namespace: &str, client_id: &str) -> Option<KnownClient> {
     let uid = uid_of(client_id)?;
-    let secret = cache
+    let cached = cache
         .records
         .get(&ObjectRef::new(&record_name(&uid)).within(operator_namespace))?;
-    let record = parsed.get(cache, &secret)?;
+    let record = cached.parsed()?.clone();
     if record.client_id != client_id || record.app.uid != uid {
         return None;
     }

@@ -50,8 +50,6 @@ pub struct TokenService {
     pub(super) client_throttle: Mutex<Throttle<String>>,
     /// Failures per source address (IPv6: per /64).
     pub(super) source_throttle: Mutex<Throttle<SourceKey>>,
-    /// Parsed client records.
-    pub(super) parsed: clients::ParsedRecords,
     pub(super) metrics: TokenMetrics,
     /// This replica's quota counters.
     pub(super) quotas: super::quota::Quotas,
@@ -86,7 +84,6 @@ impl TokenService {
             )),
             metrics: TokenMetrics::register(registry, verifier.gauges()),
             verifier,
-            parsed: clients::ParsedRecords::default(),
             quotas: super::quota::Quotas::default(),
             usage: Arc::default(),
             keys: RwLock::default(),

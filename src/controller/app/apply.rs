@@ -167,8 +167,9 @@ struct Writes<'a> {
     o: &'a Observed<'a>,
     records: Api<Secret>,
     secrets: Api<Secret>,
-    /// The record Secret as last read or written (the guard of the next record write).
-    record_secret: Option<Secret>,
+    /// The resourceVersion of the record Secret as last read or written (the guard of the next
+    /// record write; `None`: there is none, it is created).
+    record_version: Option<String>,
     /// The app's Secret as last read or written.
     secret: Option<Secret>,
     /// Whether a record write succeeded, and the record versions each write replaced.
@@ -183,7 +184,7 @@ impl<'a> Writes<'a> {
             o,
             records: Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace),
             secrets: Api::namespaced(ctx.client.clone(), &o.keys.namespace),
-            record_secret: o.record_secret.clone(),
+            record_version: o.record_version.clone(),
             secret: o.secret.clone(),
             wrote_record: false,
             superseded: Vec::new(),
@@ -297,23 +298,19 @@ impl<'a> Writes<'a> {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
         };
-        let result = match &self.record_secret {
+        let result = match &self.record_version {
             None => self.records.create(&params, &desired).await,
-            Some(existing) => {
-                desired.metadata.resource_version = existing.metadata.resource_version.clone();
+            Some(version) => {
+                desired.metadata.resource_version = Some(version.clone());
                 self.records.replace(&name, &params, &desired).await
             }
         };
         let written = result.map_err(|source| Error::WriteRecord { name, source })?;
-        if let Some(rv) = self
-            .record_secret
-            .as_ref()
-            .and_then(|s| s.metadata.resource_version.clone())
-        {
-            self.superseded.push(rv);
+        if let Some(version) = self.record_version.take() {
+            self.superseded.push(version);
         }
         self.wrote_record = true;
-        self.record_secret = Some(written);
+        self.record_version = Some(written.metadata.resource_version.unwrap_or_default());
         Ok(())
     }
 

@@ -53,8 +53,9 @@ pub struct Observed<'a> {
     pub org_uid: Option<String>,
     /// The client record, if present and readable.
     pub record: Option<ClientRecord>,
-    /// The Secret the record is stored in (also when it is unreadable).
-    pub record_secret: Option<Secret>,
+    /// The resourceVersion of the Secret the record is stored in (also when it is unreadable;
+    /// `None`: there is none), the guard of the next record write.
+    pub record_version: Option<String>,
     /// The app's Secret.
     pub secret: Option<Secret>,
     pub secret_state: SecretState,
@@ -140,22 +141,21 @@ pub async fn observe<'a>(
     // The client record comes from the cache (the watch of the operator's own Secrets, with
     // data): every write of it is guarded by the resourceVersion it was read at, so a stale
     // view costs a conflict and a retry, never a lost hash.
-    let record_secret_name = record_name(&keys.uid);
-    let record_secret = ctx
+    let cached = ctx
         .cache
         .records
-        .get(&ObjectRef::new(&record_secret_name).within(&ctx.config.operator_namespace))
-        .map(|cached| (*cached).clone());
-    let record = record_secret
+        .get(&ObjectRef::new(&record_name(&keys.uid)).within(&ctx.config.operator_namespace));
+    let record_version = cached
         .as_ref()
-        .and_then(|s| match ClientRecord::from_secret(s) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                tracing::warn!(error = %e, "unreadable client record; it will be rebuilt");
-                None
-            }
-        });
-    let secret = read_secret(ctx, app, &keys, record_secret.is_some()).await?;
+        .map(|c| c.metadata.resource_version.clone().unwrap_or_default());
+    let record = cached.as_ref().and_then(|c| match &c.record {
+        Ok(record) => Some(ClientRecord::clone(record)),
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable client record; it will be rebuilt");
+            None
+        }
+    });
+    let secret = read_secret(ctx, app, &keys, record_version.is_some()).await?;
     let secret_state = classify(ctx, app, secret.as_ref(), &keys.uid, record.as_ref()).await?;
     let secret_vouched = secret
         .as_ref()
@@ -180,7 +180,7 @@ pub async fn observe<'a>(
         block,
         org_uid,
         record,
-        record_secret,
+        record_version,
         secret,
         secret_state,
         secret_vouched,

@@ -87,7 +87,10 @@ impl Harness {
             .get(RECORD)
             .map(|v| serde_json::from_value(v).unwrap());
         match record {
-            Some(r) => self.writers.records.apply_watcher_event(&Event::Apply(r)),
+            Some(r) => self
+                .writers
+                .records
+                .apply_watcher_event(&Event::Apply(r.into())),
             None => self.writers.records.apply_watcher_event(&Event::Init),
         }
         if self.api.get(RECORD).is_none() {
@@ -150,10 +153,11 @@ impl Harness {
             loop {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 if let Some(record) = api.get(RECORD) {
-                    let record = serde_json::from_value(record).unwrap();
+                    let record: k8s_openapi::api::core::v1::Secret =
+                        serde_json::from_value(record).unwrap();
                     writers
                         .records
-                        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(record));
+                        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(record.into()));
                 }
             }
         };

@@ -70,8 +70,9 @@ pub fn owner_of_secret(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<M
         .map(|name| ObjectRef::new(name).within(namespace))
 }
 
-/// The app a client record belongs to.
-pub fn app_of_record(record: &Secret) -> Option<ObjectRef<M2MApp>> {
+/// The app a client record belongs to (from its annotations, which an unreadable record keeps
+/// too).
+pub fn app_of_record(record: &crate::cache::CachedRecord) -> Option<ObjectRef<M2MApp>> {
     let annotations: &BTreeMap<String, String> = record.metadata.annotations.as_ref()?;
     let namespace = annotations.get(ANNOTATION_APP_NAMESPACE)?;
     let name = annotations.get(ANNOTATION_APP_NAME)?;

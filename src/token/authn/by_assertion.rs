@@ -47,14 +47,9 @@ async fn private_key_jwt(
     {
         return Err(refused(Refused::Invalid));
     }
-    let client = clients::lookup(
-        &svc.cache,
-        &svc.parsed,
-        &svc.config.operator_namespace,
-        client_id,
-    )
-    .filter(|c| c.app.accepts(AuthMethod::PrivateKeyJwt))
-    .ok_or_else(|| refused(Refused::NoApp))?;
+    let client = clients::lookup(&svc.cache, &svc.config.operator_namespace, client_id)
+        .filter(|c| c.app.accepts(AuthMethod::PrivateKeyJwt))
+        .ok_or_else(|| refused(Refused::NoApp))?;
     let keys = client
         .app
         .spec
@@ -137,7 +132,6 @@ fn app_of(
 ) -> Result<KnownClient, OAuthError> {
     match clients::for_service_account(
         &svc.cache,
-        &svc.parsed,
         &svc.config.operator_namespace,
         identity,
         assertion.client_id.as_deref(),

@@ -165,12 +165,9 @@ async fn authenticate_secret(
     origin: Origin<'_>,
 ) -> Result<(KnownClient, SecretKind), OAuthError> {
     let now = Timestamp::now();
-    let Some(client) = clients::lookup(
-        &svc.cache,
-        &svc.parsed,
-        &svc.config.operator_namespace,
-        &creds.client_id,
-    ) else {
+    let Some(client) =
+        clients::lookup(&svc.cache, &svc.config.operator_namespace, &creds.client_id)
+    else {
         return Err(OAuthError::invalid_client(creds.basic));
     };
     if let Some(kind) =

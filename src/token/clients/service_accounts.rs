@@ -5,7 +5,7 @@
 //! Without `client_id` the cached apps are scanned on each request (linear in the number of
 //! apps; a client that sends `client_id` is looked up directly).
 
-use super::{KnownClient, ParsedRecords, lookup};
+use super::{KnownClient, lookup};
 use crate::{
     api::{AuthMethod, M2MApp},
     cache::Cache,
@@ -36,7 +36,6 @@ pub fn admits(app: &M2MApp, identity: &SaIdentity) -> bool {
 /// The client the token acts as.
 pub fn for_service_account(
     cache: &Cache,
-    parsed: &ParsedRecords,
     operator_namespace: &str,
     identity: &SaIdentity,
     client_id: Option<&str>,
@@ -56,7 +55,7 @@ pub fn for_service_account(
             generate::client_id(first.metadata.uid.as_deref().ok_or(NoApp::None)?)
         }
     };
-    let client = lookup(cache, parsed, operator_namespace, &client_id).ok_or(NoApp::None)?;
+    let client = lookup(cache, operator_namespace, &client_id).ok_or(NoApp::None)?;
     if admits(&client.app, identity) {
         Ok(client)
     } else {

@@ -56,7 +56,6 @@ async fn introspect_inner(
     }
     let Some(subject) = clients::lookup(
         &svc.cache,
-        &svc.parsed,
         &svc.config.operator_namespace,
         &claims.client_id,
     ) else {

@@ -119,7 +119,7 @@ impl World {
             block: None,
             org_uid: self.org_uid.clone(),
             record: self.record.clone(),
-            record_secret: None,
+            record_version: None,
             secret: self.secret.clone(),
             secret_state: self.state,
             secret_vouched: self.vouched,

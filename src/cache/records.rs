@@ -1,0 +1,173 @@
+//! A client record as cached: the record parsed once, when its watch event arrives, and the
+//! few metadata fields its readers use, instead of the whole Secret (its JSON data, labels and
+//! annotations) beside a second, parsed copy. Every replica caches every app's record, and the
+//! token endpoint reads nothing else of it.
+
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::{NamespaceResourceScope, api::core::v1::Secret};
+use kube::{
+    Resource,
+    core::ObjectMeta,
+    runtime::{reflector, watcher},
+};
+
+use crate::credentials::record::{
+    ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE, ClientRecord, LABEL_APP_UID,
+};
+
+/// One client record Secret, as the cache keeps it (deserialised from a Secret, so that a
+/// controller can watch it through the cache's shared streams).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(from = "Secret")]
+pub struct CachedRecord {
+    /// Name, namespace, uid, resourceVersion, deletionTimestamp, the `m2m.dev/app-uid` label
+    /// and the app's namespace and name annotations (what the record collector reads of a
+    /// record that does not parse).
+    pub metadata: ObjectMeta,
+    /// The record, or why the Secret is not a readable one (it is rebuilt then).
+    pub record: Result<Arc<ClientRecord>, String>,
+}
+
+impl CachedRecord {
+    /// The record, if the Secret held a readable one.
+    pub fn parsed(&self) -> Option<&Arc<ClientRecord>> {
+        self.record.as_ref().ok()
+    }
+}
+
+impl From<Secret> for CachedRecord {
+    fn from(secret: Secret) -> Self {
+        let record = ClientRecord::from_secret(&secret)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        let meta = secret.metadata;
+        let keep = |map: Option<BTreeMap<String, String>>, keys: &[&str]| {
+            let kept: BTreeMap<String, String> = map
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| keys.contains(&k.as_str()))
+                .collect();
+            (!kept.is_empty()).then_some(kept)
+        };
+        Self {
+            metadata: ObjectMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                uid: meta.uid,
+                resource_version: meta.resource_version,
+                deletion_timestamp: meta.deletion_timestamp,
+                labels: keep(meta.labels, &[LABEL_APP_UID]),
+                annotations: keep(
+                    meta.annotations,
+                    &[ANNOTATION_APP_NAMESPACE, ANNOTATION_APP_NAME],
+                ),
+                ..ObjectMeta::default()
+            },
+            record,
+        }
+    }
+}
+
+impl Resource for CachedRecord {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Secret::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        Secret::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        Secret::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Secret::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A watch event of record Secrets as one of cached records.
+pub fn event(event: watcher::Event<Secret>) -> watcher::Event<CachedRecord> {
+    match event {
+        watcher::Event::Apply(s) => watcher::Event::Apply(s.into()),
+        watcher::Event::Delete(s) => watcher::Event::Delete(s.into()),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(s) => watcher::Event::InitApply(s.into()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Puts a record Secret into a detached cache's store, as its watch would.
+pub fn put(writer: &mut reflector::store::Writer<CachedRecord>, secret: Secret) {
+    writer.apply_watcher_event(&watcher::Event::Apply(secret.into()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::record::{AppKey, record_name};
+
+    fn record() -> ClientRecord {
+        ClientRecord {
+            client_id: crate::credentials::generate::client_id("u-1"),
+            app: AppKey {
+                namespace: "tenant".into(),
+                name: "agent".into(),
+                uid: "u-1".into(),
+            },
+            current: None,
+            pending: None,
+            previous: None,
+            revision: 1,
+            last_rotation_time: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            handled_rotate_request: None,
+            handled_revoke_request: None,
+            organization_uid: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_parsed_record_and_what_the_collector_reads() {
+        let mut secret = record().to_secret("m2m-system").unwrap();
+        secret.metadata.resource_version = Some("7".into());
+        secret.metadata.managed_fields = Some(vec![Default::default()]);
+        let cached = CachedRecord::from(secret);
+        assert_eq!(cached.parsed().map(|r| r.as_ref()), Some(&record()));
+        assert_eq!(
+            cached.metadata.name.as_deref(),
+            Some(record_name("u-1").as_str())
+        );
+        assert_eq!(cached.metadata.resource_version.as_deref(), Some("7"));
+        assert!(cached.metadata.managed_fields.is_none());
+        assert_eq!(
+            cached.metadata.labels.as_ref().map(|l| l.len()),
+            Some(1),
+            "only the app-uid label"
+        );
+        assert_eq!(
+            cached.metadata.annotations.as_ref().map(|a| a.len()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_record_is_kept_with_the_reason() {
+        let mut secret = record().to_secret("m2m-system").unwrap();
+        secret.data = None;
+        let cached = CachedRecord::from(secret);
+        assert!(cached.parsed().is_none());
+        assert!(cached.record.unwrap_err().contains("has no"));
+    }
+}
