@@ -49,14 +49,23 @@ pub fn namespace(ns: &mut PartialObjectMeta<Namespace>) {
     ns.metadata.labels = labels;
 }
 
-/// What a tenant Secret's cache entry keeps: its identity, its owners and its `m2m.dev/app`
-/// label (the triggers of its app's reconcile), not its other labels or annotations.
+/// What a tenant Secret's cache entry keeps: its identity, its controller ownerReference when
+/// that is an M2MApp, and its `m2m.dev/app` label (the triggers of its app's reconcile), not
+/// its other owners, labels or annotations, nor the type fields every entry would repeat.
 pub fn tenant_secret(secret: &mut PartialObjectMeta<Secret>) {
+    secret.types = None;
     let meta = &mut secret.metadata;
     let app = meta.labels.as_mut().and_then(|l| l.remove_entry(LABEL_APP));
-    let owners = meta.owner_references.take();
+    let controller: Vec<_> = meta
+        .owner_references
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.controller == Some(true) && o.kind == "M2MApp")
+        .take(1)
+        .collect();
     *meta = identity(meta);
-    meta.owner_references = owners;
+    meta.owner_references = (!controller.is_empty()).then_some(controller);
     meta.labels = app.map(|entry| [entry].into());
 }
 
@@ -181,6 +190,44 @@ mod tests {
         namespace(&mut ns);
         assert_eq!(ns.metadata.labels.map(|l| l.len()), Some(1));
         assert!(ns.metadata.annotations.is_none() && ns.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn a_tenant_secret_keeps_its_app_controller_and_label_only() {
+        let owner = |kind: &str, controller: bool| OwnerReference {
+            api_version: "m2m.dev/v1alpha1".into(),
+            kind: kind.into(),
+            name: "agent".into(),
+            uid: "u1".into(),
+            controller: Some(controller),
+            block_owner_deletion: None,
+        };
+        let mut meta = full_meta();
+        meta.owner_references = Some(vec![owner("Deployment", false), owner("M2MApp", true)]);
+        meta.labels
+            .get_or_insert_default()
+            .insert(LABEL_APP.into(), "agent".into());
+        let mut secret = PartialObjectMeta::<Secret> {
+            types: Some(kube::core::TypeMeta {
+                api_version: "meta.k8s.io/v1".into(),
+                kind: "PartialObjectMetadata".into(),
+            }),
+            metadata: meta,
+            ..Default::default()
+        };
+        tenant_secret(&mut secret);
+        assert!(secret.types.is_none());
+        let m = &secret.metadata;
+        assert_eq!(m.owner_references, Some(vec![owner("M2MApp", true)]));
+        assert_eq!(
+            m.labels,
+            Some([(LABEL_APP.to_owned(), "agent".to_owned())].into())
+        );
+        assert!(m.annotations.is_none() && m.managed_fields.is_none() && m.finalizers.is_none());
+        assert_eq!(
+            crate::controller::app::triggers::owner_of_secret(&secret).map(|r| r.name),
+            Some("agent".to_owned())
+        );
     }
 
     #[test]
