@@ -127,6 +127,9 @@ enum Scenario {
         concurrency: usize,
         #[arg(long, default_value = "docs/benchmarks.md")]
         write: PathBuf,
+        /// Also read 6 minutes after the largest size, once kube's event cache has expired.
+        #[arg(long)]
+        after_event_cache: bool,
     },
     /// Time from an API write (rotation, suspension, deletion) to the token endpoint acting.
     Propagation {
@@ -256,11 +259,13 @@ fn main() {
             apps_per_org,
             concurrency,
             write,
+            after_event_cache,
         } => block_on(memory::run(memory::Options {
             sizes,
             apps_per_org,
             concurrency,
             write,
+            after_event_cache,
         })),
         Scenario::Peer {
             hydra,

@@ -17,7 +17,15 @@ pub struct Options {
     pub apps_per_org: usize,
     pub concurrency: usize,
     pub write: PathBuf,
+    /// After the largest size, wait out kube's event cache (6 minutes), publish one more Event
+    /// (a rotation of one app) and read again: the share of the Events the issuing burst
+    /// published.
+    pub after_event_cache: bool,
 }
+
+/// kube-runtime's `events::Recorder` keeps each published Event this long, evicting on the next
+/// publish.
+const EVENT_CACHE_TTL: Duration = Duration::from_secs(6 * 60 + 10);
 
 /// One reading.
 struct Point {
@@ -77,6 +85,30 @@ pub async fn run(opts: Options) {
     }
     drop(watch);
     let largest = opts.sizes.last().copied().unwrap_or(0);
+    if opts.after_event_cache && largest > 0 {
+        eprintln!("[memory] waiting {EVENT_CACHE_TTL:?} for kube's event cache to expire");
+        tokio::time::sleep(EVENT_CACHE_TTL).await;
+        let apps: kube::Api<m2m_operator::api::M2MApp> =
+            kube::Api::namespaced(client.clone(), &tenants.namespace(0));
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {"m2m.dev/rotate": "memory-bench"}}});
+        apps.patch(
+            &tenants.app(0),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("rotate one app");
+        operator.settle(QUIET, settle, |_| true).await;
+        points.push(Point {
+            label: format!(
+                "{largest}, 6 minutes later, after one more Event (kube's event cache evicted)"
+            ),
+            apps: largest,
+            rss: operator.steady_rss_mib(5).await,
+            peak: operator.peak_rss_mib(),
+        });
+    }
     if largest > 0 {
         // A restarted operator reconciles every app once before it is quiet.
         operator.stop();
