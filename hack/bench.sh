@@ -6,7 +6,7 @@
 #   hack/bench.sh token [--apps N] [--rounds R] [--seconds S] [--connections C]
 #   hack/bench.sh flood [--apps N] [--seconds S] [--connections C] [--rate R]
 #   hack/bench.sh reconcile [--apps N] [--orgs M] [--concurrency C]
-#   hack/bench.sh memory [--sizes 1000,10000] [--apps-per-org K]
+#   hack/bench.sh memory [--sizes 1000,10000] [--apps-per-org K] [--after-event-cache]
 #   hack/bench.sh propagation [--trials N]
 #   hack/bench.sh coldstart [--apps N] [--clients K]
 #   hack/bench.sh peer [--rounds R] [--seconds S] [--connections C]   (builds Ory Hydra v2.3.0)
