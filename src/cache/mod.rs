@@ -110,8 +110,6 @@ impl Change {
 }
 
 /// Read access to everything cached.
-///
-/// ([`Cache::record_visible`] waits for a write of the operator's own to arrive.)
 #[derive(Clone)]
 pub struct Cache {
     pub organizations: Store<Organization>,
@@ -258,41 +256,4 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     writer.apply_watcher_event(&watcher::Event::Apply(obj));
-}
-
-impl Cache {
-    /// Waits up to `within` until the records store holds the client record `name` (in
-    /// `namespace`) at a version other than `superseded` (the versions a reconcile read or wrote
-    /// before its last write): then the token endpoint answers from that write or a later one.
-    /// Returns whether it did.
-    pub async fn record_visible(
-        &self,
-        namespace: &str,
-        name: &str,
-        superseded: &[String],
-        within: std::time::Duration,
-    ) -> bool {
-        let key = reflector::ObjectRef::new(name).within(namespace);
-        let visible = || {
-            self.records.get(&key).is_some_and(|s| {
-                s.metadata
-                    .resource_version
-                    .as_ref()
-                    .is_some_and(|rv| !superseded.contains(rv))
-            })
-        };
-        let deadline = tokio::time::Instant::now() + within;
-        let mut pause = std::time::Duration::from_millis(1);
-        loop {
-            if visible() {
-                return true;
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(50));
-        }
-    }
 }

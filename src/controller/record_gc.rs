@@ -16,10 +16,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Error};
-use crate::cache::CachedRecord;
 use crate::{
     api::M2MApp,
-    cache::Change,
+    cache::{CachedRecord, Change},
     credentials::record::{LABEL_APP_UID, record_name},
 };
 
