@@ -5,7 +5,8 @@
 //! - Organizations and M2MApps: the fields some reader reads ([`strip`] says which). An object
 //!   that does not deserialise is removed from the store and listed in [`Cache::unreadable`]
 //!   ([`guarded`]): it gets no tokens, and it never stops the watch.
-//! - Namespaces and the tenant Secrets the operator manages: metadata only (labels, owners).
+//! - Namespaces: metadata only (identity, labels). The tenant Secrets the operator manages: their
+//!   owner on the change bus, only name and namespace in the store.
 //! - Client records: Secrets in the operator's namespace, parsed on arrival ([`records`]): the
 //!   record and a few metadata fields, not the Secret.
 //!
@@ -38,7 +39,7 @@ use kube::{
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use streams::{Guarded, spawn_guarded, spawn_records, spawn_watch};
+use streams::{Guarded, spawn_guarded, spawn_records, spawn_watch, spawn_watch_with_entries};
 
 use crate::{
     api::{
@@ -117,6 +118,7 @@ pub struct Cache {
     pub org_codes: Arc<OrgCodes>,
     pub apps: Store<M2MApp>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The tenant Secrets that exist: name and namespace only ([`strip::tenant_secret_entry`]).
     pub tenant_secrets: Store<PartialObjectMeta<Secret>>,
     /// Client records, parsed ([`records`]).
     pub records: Store<CachedRecord>,
@@ -167,13 +169,15 @@ impl Cache {
             Change::Namespace,
             shutdown.clone(),
         );
-        // Tenant Secrets only trigger reconciles of their owner: keep just what says who that
-        // is. (Client records carry the managed-by label too; they have a watch of their own.)
+        // Tenant Secrets only trigger reconciles of their owner (the change bus carries what says
+        // who that is) and tell the controller whether they exist (all the store keeps). Client
+        // records carry the managed-by label too; they have a watch of their own.
         let tenant_selector = format!("{managed},{LABEL_COMPONENT}!={COMPONENT_CLIENT_RECORD}");
-        let tenant_secrets = spawn_watch(
+        let tenant_secrets = spawn_watch_with_entries(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             config().labels(&tenant_selector),
             strip::tenant_secret,
+            strip::tenant_secret_entry,
             changes.clone(),
             Change::TenantSecret,
             shutdown.clone(),

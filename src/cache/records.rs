@@ -3,7 +3,7 @@
 //! annotations) beside a second, parsed copy. Every replica caches every app's record, and the
 //! token endpoint reads nothing else of it.
 
-use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
 
 use k8s_openapi::{NamespaceResourceScope, api::core::v1::Secret};
 use kube::{
@@ -21,12 +21,22 @@ use crate::credentials::record::{
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(from = "Secret")]
 pub struct CachedRecord {
-    /// Name, namespace, uid, resourceVersion, deletionTimestamp, the `m2m.dev/app-uid` label
-    /// and the app's namespace and name annotations (what the record collector reads of a
-    /// record that does not parse).
+    /// Name, namespace, uid, resourceVersion and deletionTimestamp: no labels or annotations
+    /// (a parsed record names its app itself; [`Unparsed`] keeps them for one that does not).
     pub metadata: ObjectMeta,
     /// The record, or why the Secret is not a readable one (it is rebuilt then).
-    pub record: Result<Arc<ClientRecord>, String>,
+    pub record: Result<Arc<ClientRecord>, Box<Unparsed>>,
+}
+
+/// A record Secret that does not hold a readable record: why, and the app its label and
+/// annotations name (what the record collector needs to tell whether it is an orphan).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unparsed {
+    pub reason: String,
+    /// The `m2m.dev/app-uid` label.
+    pub app_uid: Option<String>,
+    /// The app's namespace and name annotations.
+    pub app: Option<(String, String)>,
 }
 
 impl CachedRecord {
@@ -34,22 +44,41 @@ impl CachedRecord {
     pub fn parsed(&self) -> Option<&Arc<ClientRecord>> {
         self.record.as_ref().ok()
     }
+
+    /// The UID of the app the record belongs to.
+    pub fn app_uid(&self) -> Option<&str> {
+        match &self.record {
+            Ok(record) => Some(&record.app.uid),
+            Err(unparsed) => unparsed.app_uid.as_deref(),
+        }
+    }
+
+    /// The namespace and name of the app the record belongs to.
+    pub fn app(&self) -> Option<(&str, &str)> {
+        match &self.record {
+            Ok(record) => Some((&record.app.namespace, &record.app.name)),
+            Err(unparsed) => unparsed
+                .app
+                .as_ref()
+                .map(|(ns, n)| (ns.as_str(), n.as_str())),
+        }
+    }
 }
 
 impl From<Secret> for CachedRecord {
     fn from(secret: Secret) -> Self {
-        let record = ClientRecord::from_secret(&secret)
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
+        let record = ClientRecord::from_secret(&secret).map(Arc::new);
         let meta = secret.metadata;
-        let keep = |map: Option<BTreeMap<String, String>>, keys: &[&str]| {
-            let kept: BTreeMap<String, String> = map
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| keys.contains(&k.as_str()))
-                .collect();
-            (!kept.is_empty()).then_some(kept)
-        };
+        let record = record.map_err(|e| {
+            let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
+            let annotation =
+                |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+            Box::new(Unparsed {
+                reason: e.to_string(),
+                app_uid: label(LABEL_APP_UID),
+                app: annotation(ANNOTATION_APP_NAMESPACE).zip(annotation(ANNOTATION_APP_NAME)),
+            })
+        });
         Self {
             metadata: ObjectMeta {
                 name: meta.name,
@@ -57,11 +86,6 @@ impl From<Secret> for CachedRecord {
                 uid: meta.uid,
                 resource_version: meta.resource_version,
                 deletion_timestamp: meta.deletion_timestamp,
-                labels: keep(meta.labels, &[LABEL_APP_UID]),
-                annotations: keep(
-                    meta.annotations,
-                    &[ANNOTATION_APP_NAMESPACE, ANNOTATION_APP_NAME],
-                ),
                 ..ObjectMeta::default()
             },
             record,
@@ -188,15 +212,9 @@ mod tests {
         );
         assert_eq!(cached.metadata.resource_version.as_deref(), Some("7"));
         assert!(cached.metadata.managed_fields.is_none());
-        assert_eq!(
-            cached.metadata.labels.as_ref().map(|l| l.len()),
-            Some(1),
-            "only the app-uid label"
-        );
-        assert_eq!(
-            cached.metadata.annotations.as_ref().map(|a| a.len()),
-            Some(2)
-        );
+        assert!(cached.metadata.labels.is_none() && cached.metadata.annotations.is_none());
+        assert_eq!(cached.app_uid(), Some("u-1"));
+        assert_eq!(cached.app(), Some(("tenant", "agent")));
     }
 
     #[test]
@@ -205,6 +223,12 @@ mod tests {
         secret.data = None;
         let cached = CachedRecord::from(secret);
         assert!(cached.parsed().is_none());
-        assert!(cached.record.unwrap_err().contains("has no"));
+        assert_eq!(cached.app_uid(), Some("u-1"), "from its label");
+        assert_eq!(
+            cached.app(),
+            Some(("tenant", "agent")),
+            "from its annotations"
+        );
+        assert!(cached.record.unwrap_err().reason.contains("has no"));
     }
 }

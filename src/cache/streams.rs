@@ -21,7 +21,8 @@ use super::{Change, OrgCodes, Tombstone, Unreadable, guarded, records::CachedRec
 
 /// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
 /// carries the store's own copy of the object when it is the version just stored, so the
-/// change buffer holds no second copy of the cache.
+/// change buffer holds no second copy of the cache (a store that keeps less of each object,
+/// without its resourceVersion, never matches: the object itself is published).
 pub(super) fn spawn_stream<K, S>(
     stream: S,
     store: Store<K>,
@@ -115,6 +116,41 @@ where
         .reflect(writer);
     spawn_stream(stream, store.clone(), changes, wrap, shutdown);
     store
+}
+
+/// A reflecting watch whose store keeps less than the change bus carries: each object stripped by
+/// `strip` is published, and `entry(object)` is what the store keeps of it.
+pub(super) fn spawn_watch_with_entries<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    strip: fn(&mut K),
+    entry: fn(&K) -> K,
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) -> Store<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, mut writer) = reflector::store();
+    let stream = watcher(api, config)
+        .backoff(super::backoff::watch_backoff())
+        .modify(strip)
+        .inspect_ok(move |event| writer.apply_watcher_event(&entries(event, entry)));
+    spawn_stream(stream, store.clone(), changes, wrap, shutdown);
+    store
+}
+
+/// `event` with each object replaced by `entry(object)`.
+fn entries<K: Clone>(event: &watcher::Event<K>, entry: fn(&K) -> K) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(entry(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(entry(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(entry(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// The watch of the client records: each Secret parsed once into a [`CachedRecord`], which the

@@ -19,7 +19,7 @@ use super::{Context, Error};
 use crate::{
     api::M2MApp,
     cache::{CachedRecord, Change},
-    credentials::record::{LABEL_APP_UID, record_name},
+    credentials::record::record_name,
 };
 
 /// How often every record is checked even without a change.
@@ -75,12 +75,7 @@ fn is_orphan(ctx: &Context, record: &CachedRecord) -> bool {
     if record.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    let Some(uid) = record
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_APP_UID))
-    else {
+    let Some(uid) = record.app_uid() else {
         return false;
     };
     // An app that exists but cannot be read is not in the cache: keep its record.

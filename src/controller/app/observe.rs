@@ -151,7 +151,7 @@ pub async fn observe<'a>(
     let record = cached.as_ref().and_then(|c| match &c.record {
         Ok(record) => Some(ClientRecord::clone(record)),
         Err(e) => {
-            tracing::warn!(error = %e, "unreadable client record; it will be rebuilt");
+            tracing::warn!(error = %e.reason, "unreadable client record; it will be rebuilt");
             None
         }
     });

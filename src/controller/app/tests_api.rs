@@ -110,7 +110,7 @@ impl Harness {
             Some(s) => self
                 .writers
                 .tenant_secrets
-                .apply_watcher_event(&Event::Apply(s)),
+                .apply_watcher_event(&Event::Apply(crate::cache::strip::tenant_secret_entry(&s))),
             None => {
                 self.writers
                     .tenant_secrets

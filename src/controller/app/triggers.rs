@@ -1,7 +1,5 @@
 //! Which apps a change of another object concerns (the M2MApp controller's trigger mappers).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     ResourceExt,
@@ -9,10 +7,7 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use crate::{
-    api::{M2MApp, Organization, names::LABEL_APP},
-    credentials::record::{ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE},
-};
+use crate::api::{M2MApp, Organization, names::LABEL_APP};
 
 /// The apps bound to `org`.
 pub fn apps_of_org(apps: &Store<M2MApp>, org: &Organization) -> Vec<ObjectRef<M2MApp>> {
@@ -70,12 +65,9 @@ pub fn owner_of_secret(secret: &PartialObjectMeta<Secret>) -> Option<ObjectRef<M
         .map(|name| ObjectRef::new(name).within(namespace))
 }
 
-/// The app a client record belongs to (from its annotations, which an unreadable record keeps
-/// too).
+/// The app a client record belongs to (an unreadable record names it in its annotations).
 pub fn app_of_record(record: &crate::cache::CachedRecord) -> Option<ObjectRef<M2MApp>> {
-    let annotations: &BTreeMap<String, String> = record.metadata.annotations.as_ref()?;
-    let namespace = annotations.get(ANNOTATION_APP_NAMESPACE)?;
-    let name = annotations.get(ANNOTATION_APP_NAME)?;
+    let (namespace, name) = record.app()?;
     Some(ObjectRef::new(name).within(namespace))
 }
 
