@@ -42,7 +42,7 @@ fi
 # One build for both binaries: the operator the cluster scenarios run sits next to the bench.
 cargo build --quiet --release -p m2m-bench -p m2m-operator --bin m2m-bench --bin m2m-operator
 BENCH=$CARGO_TARGET_DIR/release/m2m-bench
-export M2M_OPERATOR_BIN=$CARGO_TARGET_DIR/release/m2m-operator
+export M2M_OPERATOR_BIN=${M2M_OPERATOR_BIN:-$CARGO_TARGET_DIR/release/m2m-operator}
 
 # The peer: Ory Hydra v2.3.0 from the Go module proxy (a tool module), built once into the
 # cache. A consumer module must repeat Hydra's own replace line for pop, and its in-memory

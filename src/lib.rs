@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod crd_reference;
 pub mod credentials;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod rotation;

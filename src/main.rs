@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 /// freed 19 MiB (256 KiB now), and glibc's
 /// adaptive mmap threshold then keeps those blocks in per-thread arenas, so the process grew to
 /// ~900 MiB resident after verifying ~600 apps at startup (90 MiB with mimalloc).
+/// (The `system-allocator` feature leaves glibc's, for heaptrack: hack/heap-profile.sh.)
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -245,7 +245,10 @@ mod tests {
         );
         let entry = tenant_secret_entry(&secret);
         assert_eq!(
-            (entry.metadata.name.as_deref(), entry.metadata.namespace.as_deref()),
+            (
+                entry.metadata.name.as_deref(),
+                entry.metadata.namespace.as_deref()
+            ),
             (Some("a"), Some("n"))
         );
         assert_eq!(

@@ -26,7 +26,6 @@ use kube::{
     runtime::{
         Controller,
         controller::{self, Action},
-        events::{Recorder, Reporter},
         reflector::ObjectRef,
     },
 };
@@ -76,7 +75,7 @@ pub struct Context {
     pub client: Client,
     pub cache: Cache,
     pub config: ControllerConfig,
-    pub recorder: Recorder,
+    pub events: crate::events::Publisher,
     pub metrics: Arc<Metrics>,
     /// Bounds concurrent argon2id work (memory and CPU) to the number of cores.
     hashing: hashing::HashingPool,
@@ -97,13 +96,13 @@ impl Context {
         config: ControllerConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: crate::api::names::FIELD_MANAGER.to_owned(),
-            instance: Some(config.instance.clone()),
-        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: crate::events::Publisher::new(
+                client.clone(),
+                crate::api::names::FIELD_MANAGER,
+                &config.instance,
+            ),
             client,
             cache,
             config,

@@ -14,6 +14,7 @@ mod chaos;
 mod controller;
 mod crd_limits;
 mod crds;
+mod events;
 mod fencing;
 mod ha;
 mod keyless;

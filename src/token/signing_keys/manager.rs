@@ -12,11 +12,7 @@ use k8s_openapi::{ByteString, api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ObjectMeta, PostParams},
-    runtime::{
-        WatchStreamExt,
-        events::{Event, EventType, Recorder, Reporter},
-        watcher,
-    },
+    runtime::{WatchStreamExt, watcher},
 };
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use tokio::sync::watch;
@@ -158,10 +154,7 @@ pub async fn manage_keys(
     shutdown: CancellationToken,
 ) {
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.to_owned(),
-        instance: Some(instance),
-    };
+    let events = crate::events::Publisher::new(client.clone(), FIELD_MANAGER, &instance);
     let mut refused_version = None;
     loop {
         let current = latest.borrow_and_update().clone();
@@ -200,10 +193,7 @@ pub async fn manage_keys(
                     && refused_version != version
                 {
                     refused_version = version;
-                    // A recorder of its own: kube's would fold a different problem into the
-                    // series of the last Event (same reason), keeping the old note.
-                    let recorder = Recorder::new(client.clone(), reporter.clone());
-                    report_refusal(&recorder, secret, &problem).await;
+                    report_refusal(&events, secret, &problem).await;
                 }
             }
             Err(e) => tracing::error!(error = %e, "planning the signing keys failed"),
@@ -229,23 +219,21 @@ pub async fn manage_keys(
     }
 }
 
-async fn report_refusal(recorder: &Recorder, secret: &Secret, problem: &Unreadable) {
+async fn report_refusal(events: &crate::events::Publisher, secret: &Secret, problem: &Unreadable) {
     tracing::error!(
         secret = KEYS_SECRET,
         problem = %problem,
         category = problem.category(),
         "not writing the signing-key Secret: it cannot be read, and replacing it would drop every key that signed tokens still in use (docs/operations.md: an unreadable signing-key Secret)"
     );
-    let event = Event {
-        type_: EventType::Warning,
-        reason: REASON_UNREADABLE.to_owned(),
-        note: Some(format!(
+    let note = crate::events::Note::warning(
+        REASON_UNREADABLE,
+        "ReadSigningKeys",
+        format!(
             "{problem}. The operator keeps signing with the last key set it could read and will not rotate or replace the keys until {DATA_KEY} is fixed (docs/operations.md)."
-        )),
-        action: "ReadSigningKeys".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &secret.object_ref(&())).await {
+        ),
+    );
+    if let Err(e) = events.publish(&secret.object_ref(&()), &note).await {
         tracing::warn!(error = %e, "publishing an Event failed");
     }
 }
