@@ -171,7 +171,7 @@ pub fn run(opts: Options) {
         let mut s = tenant_secret(i, i / opts.apps_per_org.max(1));
         strip::tenant_secret(&mut s);
         w.tenant_secrets
-            .apply_watcher_event(&watcher::Event::Apply(strip::tenant_secret_entry(&s)));
+            .apply_watcher_event(&watcher::Event::Apply(s));
     }
     at = measure("tenant Secrets (name and namespace)", at);
     // The token endpoint: one lookup and standing per client (the records are parsed already).

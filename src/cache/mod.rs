@@ -15,6 +15,7 @@
 pub mod backoff;
 mod guarded;
 mod org_codes;
+pub mod presence;
 pub mod records;
 mod streams;
 pub mod strip;
@@ -22,6 +23,7 @@ mod unreadable;
 
 pub use guarded::Tombstone;
 pub use org_codes::{OrgCodes, SameCode};
+pub use presence::{Presence, PresenceWriter};
 pub use records::CachedRecord;
 pub use unreadable::{Unreadable, UnreadableObject};
 
@@ -39,7 +41,7 @@ use kube::{
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use streams::{Guarded, spawn_guarded, spawn_records, spawn_watch, spawn_watch_with_entries};
+use streams::{Guarded, spawn_guarded, spawn_presence, spawn_records, spawn_watch};
 
 use crate::{
     api::{
@@ -118,8 +120,8 @@ pub struct Cache {
     pub org_codes: Arc<OrgCodes>,
     pub apps: Store<M2MApp>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    /// The tenant Secrets that exist: name and namespace only ([`strip::tenant_secret_entry`]).
-    pub tenant_secrets: Store<PartialObjectMeta<Secret>>,
+    /// The tenant Secrets that exist, by namespace and name (nothing else of them).
+    pub tenant_secrets: Presence,
     /// Client records, parsed ([`records`]).
     pub records: Store<CachedRecord>,
     /// M2MApps and Organizations that exist but do not deserialise (not in the stores above).
@@ -170,14 +172,13 @@ impl Cache {
             shutdown.clone(),
         );
         // Tenant Secrets only trigger reconciles of their owner (the change bus carries what says
-        // who that is) and tell the controller whether they exist (all the store keeps). Client
+        // who that is) and tell the controller whether they exist (all [`Presence`] keeps). Client
         // records carry the managed-by label too; they have a watch of their own.
         let tenant_selector = format!("{managed},{LABEL_COMPONENT}!={COMPONENT_CLIENT_RECORD}");
-        let tenant_secrets = spawn_watch_with_entries(
+        let tenant_secrets = spawn_presence(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             config().labels(&tenant_selector),
             strip::tenant_secret,
-            strip::tenant_secret_entry,
             changes.clone(),
             Change::TenantSecret,
             shutdown.clone(),
@@ -207,7 +208,7 @@ impl Cache {
         let (organizations, orgs_w) = reflector::store();
         let (apps, apps_w) = reflector::store();
         let (namespaces, ns_w) = reflector::store();
-        let (tenant_secrets, secrets_w) = reflector::store();
+        let (tenant_secrets, secrets_w) = presence::presence();
         let (records, records_w) = reflector::store();
         let cache = Self {
             organizations,
@@ -230,12 +231,12 @@ impl Cache {
     }
 
     /// Waits until every store has its initial list.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+    pub async fn wait_until_ready(&self) -> Result<(), WatchStopped> {
         self.organizations.wait_until_ready().await?;
         self.apps.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
         self.tenant_secrets.wait_until_ready().await?;
-        self.records.wait_until_ready().await
+        Ok(self.records.wait_until_ready().await?)
     }
 
     /// A receiver of every change from now on.
@@ -244,12 +245,21 @@ impl Cache {
     }
 }
 
+/// A watch stopped before the cache had its first list.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchStopped {
+    #[error("a watch stopped before its first list was complete")]
+    Store(#[from] reflector::store::WriterDropped),
+    #[error(transparent)]
+    Presence(#[from] presence::WriterDropped),
+}
+
 /// Writers of a [`Cache::detached`] cache.
 pub struct CacheWriters {
     pub organizations: reflector::store::Writer<Organization>,
     pub apps: reflector::store::Writer<M2MApp>,
     pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
-    pub tenant_secrets: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    pub tenant_secrets: PresenceWriter,
     pub records: reflector::store::Writer<CachedRecord>,
 }
 

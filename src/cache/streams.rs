@@ -17,7 +17,11 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::{Change, OrgCodes, Tombstone, Unreadable, guarded, records::CachedRecord};
+use super::{
+    Change, OrgCodes, Tombstone, Unreadable, guarded,
+    presence::{self, Presence},
+    records::CachedRecord,
+};
 
 /// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
 /// carries the store's own copy of the object when it is the version just stored, so the
@@ -34,13 +38,32 @@ pub(super) fn spawn_stream<K, S>(
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
+    let stored = move |obj: &K| {
+        store
+            .get(&reflector::ObjectRef::from_obj(obj))
+            .filter(|s| s.meta().resource_version == obj.meta().resource_version)
+    };
+    publish(stream, stored, changes, wrap, shutdown);
+}
+
+/// Publishes each object `stream` touches, as `stored(object)` when that is `Some` (the
+/// store's copy), else as itself.
+fn publish<K, S>(
+    stream: S,
+    stored: impl Fn(&K) -> Option<Arc<K>> + Send + 'static,
+    changes: broadcast::Sender<Change>,
+    wrap: fn(Arc<K>) -> Change,
+    shutdown: CancellationToken,
+) where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
     let kind = std::any::type_name::<K>();
     let run = stream.touched_objects().for_each(move |result| {
         match result {
             Ok(obj) => {
-                let stored = store
-                    .get(&reflector::ObjectRef::from_obj(&obj))
-                    .filter(|s| s.meta().resource_version == obj.meta().resource_version);
+                let stored = stored(&obj);
                 // No subscriber (not the leader) is fine.
                 let _ = changes.send(wrap(stored.unwrap_or_else(|| Arc::new(obj))));
             }
@@ -118,39 +141,27 @@ where
     store
 }
 
-/// A reflecting watch whose store keeps less than the change bus carries: each object stripped by
-/// `strip` is published, and `entry(object)` is what the store keeps of it.
-pub(super) fn spawn_watch_with_entries<K>(
+/// A watch whose store only says which objects exist ([`Presence`]): each object stripped by
+/// `strip` is published on the change bus, and only its namespace and name are kept.
+pub(super) fn spawn_presence<K>(
     api: Api<K>,
     config: watcher::Config,
     strip: fn(&mut K),
-    entry: fn(&K) -> K,
     changes: broadcast::Sender<Change>,
     wrap: fn(Arc<K>) -> Change,
     shutdown: CancellationToken,
-) -> Store<K>
+) -> Presence
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let (store, mut writer) = reflector::store();
+    let (set, mut writer) = presence::presence();
     let stream = watcher(api, config)
         .backoff(super::backoff::watch_backoff())
         .modify(strip)
-        .inspect_ok(move |event| writer.apply_watcher_event(&entries(event, entry)));
-    spawn_stream(stream, store.clone(), changes, wrap, shutdown);
-    store
-}
-
-/// `event` with each object replaced by `entry(object)`.
-fn entries<K: Clone>(event: &watcher::Event<K>, entry: fn(&K) -> K) -> watcher::Event<K> {
-    match event {
-        watcher::Event::Apply(o) => watcher::Event::Apply(entry(o)),
-        watcher::Event::Delete(o) => watcher::Event::Delete(entry(o)),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(o) => watcher::Event::InitApply(entry(o)),
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
+        .inspect_ok(move |event| writer.apply_watcher_event(event));
+    publish(stream, |_| None, changes, wrap, shutdown);
+    set
 }
 
 /// The watch of the client records: each Secret parsed once into a [`CachedRecord`], which the

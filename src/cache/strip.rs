@@ -7,7 +7,7 @@
 //! | M2MApp, Organization | name, namespace, uid, resourceVersion, generation, creationTimestamp (the older of two Organizations with one code wins), deletionTimestamp; on M2MApps the `m2m.dev/rotate` and `m2m.dev/revoke-previous` annotations (values over 128 characters as `sha256:<hex>`, so status can record them); spec without `displayName`; status (the controller compares it with the desired one) | labels, every other annotation (up to 256 KiB), ownerReferences, finalizers, managedFields |
 //! | Namespace (metadata only) | identity and labels (`namespaceSelector`) | annotations, managedFields |
 //! | client record Secret (ours) | the parsed record; name, namespace, uid, resourceVersion, deletionTimestamp, the app-uid label and the app's namespace and name annotations ([`super::records`]) | the Secret's data (parsed instead), every other field |
-//! | tenant Secret (metadata only) | in the store: name and namespace (does it exist); on the change bus: identity, the M2MApp controller ownerReference, the `m2m.dev/app` label | everything else |
+//! | tenant Secret (metadata only) | in the store: namespace and name ([`super::Presence`]: does it exist); on the change bus: identity, the M2MApp controller ownerReference, the `m2m.dev/app` label | everything else |
 
 use std::collections::BTreeMap;
 
@@ -67,21 +67,6 @@ pub fn tenant_secret(secret: &mut PartialObjectMeta<Secret>) {
     *meta = identity(meta);
     meta.owner_references = (!controller.is_empty()).then_some(controller);
     meta.labels = app.map(|entry| [entry].into());
-}
-
-/// What the tenant Secrets' store keeps of one: its name and namespace. The store only says
-/// whether the Secret exists (the controller reads a Secret from the API, never from the
-/// cache); its owner reaches the triggers on the change bus, with the [`tenant_secret`] strip.
-pub fn tenant_secret_entry(secret: &PartialObjectMeta<Secret>) -> PartialObjectMeta<Secret> {
-    PartialObjectMeta {
-        types: None,
-        metadata: ObjectMeta {
-            name: secret.metadata.name.clone(),
-            namespace: secret.metadata.namespace.clone(),
-            ..ObjectMeta::default()
-        },
-        _phantom: std::marker::PhantomData,
-    }
 }
 
 /// The metadata every cached object keeps.
@@ -242,23 +227,6 @@ mod tests {
         assert_eq!(
             crate::controller::app::triggers::owner_of_secret(&secret).map(|r| r.name),
             Some("agent".to_owned())
-        );
-        let entry = tenant_secret_entry(&secret);
-        assert_eq!(
-            (
-                entry.metadata.name.as_deref(),
-                entry.metadata.namespace.as_deref()
-            ),
-            (Some("a"), Some("n"))
-        );
-        assert_eq!(
-            entry.metadata,
-            ObjectMeta {
-                name: Some("a".into()),
-                namespace: Some("n".into()),
-                ..Default::default()
-            },
-            "the store keeps whether it exists, nothing else"
         );
     }
 

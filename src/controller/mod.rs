@@ -17,6 +17,7 @@ mod record_gc;
 mod status_patch;
 pub mod usage_status;
 pub mod verified;
+mod wake;
 
 use std::{sync::Arc, time::Duration};
 
@@ -189,9 +190,16 @@ where
     })
 }
 
-/// A stream that fires once now and again on every resync request.
-fn reconcile_all(rx: mpsc::UnboundedReceiver<()>) -> impl Stream<Item = ()> + Send + 'static {
-    futures::stream::once(future::ready(())).chain(UnboundedReceiverStream::new(rx))
+/// A stream that fires once now, at every periodic resync, and on every resync request.
+fn reconcile_all(
+    rx: mpsc::UnboundedReceiver<()>,
+    resync: Duration,
+) -> impl Stream<Item = ()> + Send + 'static {
+    let requests = UnboundedReceiverStream::new(rx);
+    futures::stream::once(future::ready(())).chain(futures::stream::select(
+        requests,
+        wake::resync_ticks(resync),
+    ))
 }
 
 /// The objects (found by `find` among the UIDs a usage report changed) to reconcile, so their
@@ -249,7 +257,7 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
         .reconcile_on(usage_triggers(&ctx, |cache, uids| {
             app::triggers::apps_with_uids(&cache.apps, uids)
         }))
-        .reconcile_all_on(reconcile_all(resync_rx))
+        .reconcile_all_on(reconcile_all(resync_rx, ctx.config.resync))
         .with_config(
             controller::Config::default()
                 .concurrency(16)
@@ -279,7 +287,7 @@ async fn run_organizations(ctx: Arc<Context>, shutdown: CancellationToken) {
     .reconcile_on(usage_triggers(&ctx, |cache, uids| {
         app::triggers::orgs_with_uids(&cache.organizations, uids)
     }))
-    .reconcile_all_on(reconcile_all(resync_rx))
+    .reconcile_all_on(reconcile_all(resync_rx, ctx.config.resync))
     .with_config(
         controller::Config::default()
             .concurrency(4)

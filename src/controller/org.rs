@@ -99,14 +99,8 @@ async fn reconcile_org(org: &Organization, ctx: &Context) -> Result<Action, Erro
         }
     }
     let busy = desired.quota.as_ref().is_some_and(|q| q.exceeded_recently);
-    let wake = wake
-        .into_iter()
-        .chain(busy.then_some(super::usage_status::REFRESH))
-        .min();
-    let wake = wake.map_or(ctx.config.resync, |w| {
-        w.min(ctx.config.resync) + std::time::Duration::from_millis(100)
-    });
-    Ok(Action::requeue(wake))
+    let due = [wake, busy.then_some(super::usage_status::REFRESH)];
+    Ok(super::wake::after(due, ctx.config.resync))
 }
 
 /// Organizations whose duplicate state a change of `org` may flip: those sharing its code.

@@ -78,18 +78,13 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     {
         events::publish(ctx, app, note).await;
     }
-    let wake = status::wake_after(
-        app,
-        applied.record.as_ref(),
-        observed.now,
-        ctx.config.resync,
-    );
-    let wake = inputs.usage().wake.map_or(wake, |w| wake.min(w));
-    let wake = retire_wake(&observed, applied.record.as_ref()).map_or(wake, |w| wake.min(w));
-    let retry = failure.map(|f| f.retry_in(tokio::time::Instant::now()));
-    Ok(Action::requeue(retry.map_or(wake, |r| {
-        r.min(wake) + std::time::Duration::from_millis(100)
-    })))
+    let due = [
+        status::due_after(app, applied.record.as_ref(), observed.now),
+        inputs.usage().wake,
+        retire_wake(&observed, applied.record.as_ref()),
+        failure.map(|f| f.retry_in(tokio::time::Instant::now())),
+    ];
+    Ok(super::wake::after(due, ctx.config.resync))
 }
 
 /// Waits until this replica's cache holds the client record this reconcile wrote, so that a

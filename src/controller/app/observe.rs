@@ -225,8 +225,8 @@ async fn read_secret(
     let cached = ctx
         .cache
         .tenant_secrets
-        .get(&ObjectRef::new(&secret_name).within(&keys.namespace));
-    if cached.is_none() && !have_record {
+        .contains(&keys.namespace, &secret_name);
+    if !cached && !have_record {
         return Ok(None);
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &keys.namespace);

@@ -213,22 +213,15 @@ pub fn refusal_note(app: &M2MApp, desired: &M2MAppStatus) -> Option<Note> {
         .then(|| Note::warning(&condition.reason, "Refuse", condition.message.clone()))
 }
 
-/// When to look at the app again: when the previous secret's grace period ends (to drop its
-/// hash) or the next scheduled rotation is due, and at least every `resync`.
-pub fn wake_after(
-    app: &M2MApp,
-    record: Option<&ClientRecord>,
-    now: Timestamp,
-    resync: Duration,
-) -> Duration {
-    let wake_at = record.and_then(|r| {
-        let grace_end = r.previous.as_ref().map(|p| p.expires_at);
-        let next = rotation::next_rotation(r, app.rotation_every());
-        grace_end.into_iter().chain(next).min()
-    });
-    wake_at
-        .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
-        .map_or(resync, |d| d.min(resync) + Duration::from_millis(100))
+/// When something of the app's own is due: the previous secret's grace period ends (its hash
+/// is dropped) or the next scheduled rotation.
+pub fn due_after(app: &M2MApp, record: Option<&ClientRecord>, now: Timestamp) -> Option<Duration> {
+    let record = record?;
+    let grace_end = record.previous.as_ref().map(|p| p.expires_at);
+    let next = rotation::next_rotation(record, app.rotation_every());
+    let due_at = grace_end.into_iter().chain(next).min()?;
+    // Already due: now.
+    Some(Duration::try_from(due_at.duration_since(now)).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]

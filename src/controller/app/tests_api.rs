@@ -110,14 +110,14 @@ impl Harness {
             Some(s) => self
                 .writers
                 .tenant_secrets
-                .apply_watcher_event(&Event::Apply(crate::cache::strip::tenant_secret_entry(&s))),
+                .apply_watcher_event(&Event::Apply(s)),
             None => {
                 self.writers
                     .tenant_secrets
-                    .apply_watcher_event(&Event::Init);
+                    .apply_watcher_event(&Event::<k8s_openapi::api::core::v1::Secret>::Init);
                 self.writers
                     .tenant_secrets
-                    .apply_watcher_event(&Event::InitDone);
+                    .apply_watcher_event(&Event::<k8s_openapi::api::core::v1::Secret>::InitDone);
             }
         }
     }
