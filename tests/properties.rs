@@ -154,11 +154,11 @@ proptest! {
 
         // Neither the plan nor the rotation policy ends the grace period early on its own.
         let mut app = app(None, &[]);
-        app.spec.rotation = Some(RotationSpec {
+        app.spec.rotation = Some(Box::new(RotationSpec {
             every: every.map(|e| format!("{e}s")),
             grace_period: format!("{grace}s"),
             retire_previous_when_unused_for: None,
-        });
+        }));
         let observed = Observed {
             app: &app,
             keys: AppKeys::of(&app).unwrap(),

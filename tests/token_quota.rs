@@ -41,11 +41,11 @@ fn fixture(per_minute: i64) -> Fixture {
             current: phc(&hash::hash(&ClientSecret::new(SECRET)).unwrap()),
         },
         |app| {
-            app.spec.quota = Some(QuotaSpec {
+            app.spec.quota = Some(Box::new(QuotaSpec {
                 tokens_per_minute: Some(per_minute),
                 tokens_per_day: None,
                 mode: QuotaMode::Enforce,
-            });
+            }));
         },
     );
     let service = service_with(w.finish(), |c| c.argon2_workers = 1);

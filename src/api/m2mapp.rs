@@ -85,11 +85,11 @@ pub struct M2MAppSpec {
 
     /// Labels and annotations copied onto the generated Secret (for reloaders, backup tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_template: Option<SecretTemplate>,
+    pub secret_template: Option<Box<SecretTemplate>>,
 
     /// Secret rotation: an optional schedule and the grace period of the previous secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotation: Option<RotationSpec>,
+    pub rotation: Option<Box<RotationSpec>>,
 
     /// When true, the token endpoint refuses this app. Credentials are kept.
     #[serde(default)]
@@ -100,11 +100,11 @@ pub struct M2MAppSpec {
     /// replicas, rounded up). Over it: 429 with `Retry-After` (`Enforce`), or issued and
     /// reported (`Observe`). Unset: no quota of its own (its Organization's may still apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<super::QuotaSpec>,
+    pub quota: Option<Box<super::QuotaSpec>>,
     /// How the app's client authenticates: a generated client secret (the default when absent),
     /// a ServiceAccount token of this namespace, or its own key (`private_key_jwt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_authentication: Option<super::ClientAuthentication>,
+    pub client_authentication: Option<Box<super::ClientAuthentication>>,
 }
 
 fn default_token_lifetime() -> String {
@@ -241,7 +241,7 @@ pub struct M2MAppStatus {
     /// The app's quota in effect, and whether it was exceeded recently (absent without
     /// `spec.quota`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<super::QuotaStatus>,
+    pub quota: Option<Box<super::QuotaStatus>>,
 
     /// `Ready` condition: whether the credentials work, and why not. At most 8 conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -157,8 +157,8 @@ pub fn app(
     let shown = app.status.as_ref();
     let now = u64::try_from(now.as_second()).unwrap_or(0);
     let (quota, quota_wake) = self::quota(
-        app.spec.quota.as_ref(),
-        shown.and_then(|s| s.quota.as_ref()),
+        app.spec.quota.as_deref(),
+        shown.and_then(|s| s.quota.as_deref()),
         quota_reported,
         now,
     );

@@ -150,10 +150,10 @@ pub(crate) mod tests {
                 scopes: vec!["read:users".into()],
                 audiences: vec!["https://api.example.com".into(), "billing".into()],
                 token_lifetime: "1h".into(),
-                secret_template: Some(SecretTemplate {
+                secret_template: Some(Box::new(SecretTemplate {
                     labels: BTreeMap::from([("team".into(), "a".into())]),
                     annotations: BTreeMap::from([("reloader".into(), "true".into())]),
-                }),
+                })),
                 ..M2MAppSpec::default()
             },
         );

@@ -126,7 +126,7 @@ impl World {
                 audiences: app.audiences.clone(),
                 token_lifetime: "15m".into(),
                 disabled: app.disabled,
-                client_authentication: auth,
+                client_authentication: auth.map(Box::new),
                 ..Default::default()
             },
         );

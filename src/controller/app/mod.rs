@@ -67,9 +67,9 @@ async fn reconcile_app(app: &M2MApp, ctx: &Context) -> Result<Action, Error> {
     inputs.write_failure = failure.as_ref().map(|f| f.message.clone());
     let desired = status::status(&inputs);
     write_status(ctx, &observed, &desired).await?;
-    let shown_quota = app.status.as_ref().and_then(|s| s.quota.as_ref());
-    let quota_note = super::usage_status::newly_exceeded(shown_quota, desired.quota.as_ref())
-        .then(|| super::usage_status::exceeded_note(desired.quota.as_ref()));
+    let shown_quota = app.status.as_ref().and_then(|s| s.quota.as_deref());
+    let quota_note = super::usage_status::newly_exceeded(shown_quota, desired.quota.as_deref())
+        .then(|| super::usage_status::exceeded_note(desired.quota.as_deref()));
     for note in applied
         .notes
         .into_iter()

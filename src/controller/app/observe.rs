@@ -189,7 +189,7 @@ pub async fn observe<'a>(
         template_refused: ctx
             .config
             .template_keys
-            .refused(app.spec.secret_template.as_ref()),
+            .refused(app.spec.secret_template.as_deref()),
         usage,
         retire_unused_after: ctx
             .usage

@@ -171,7 +171,7 @@ pub fn status(inputs: &StatusInputs<'_>) -> M2MAppStatus {
         ..
     } = inputs.usage();
     M2MAppStatus {
-        quota,
+        quota: quota.map(Box::new),
         client_id: issued.map(|r| r.client_id.clone()),
         secret_name: issued.map(|_| secret_name.clone()),
         organization_code: grant.and_then(|g| g.org_code.clone()),

@@ -42,7 +42,7 @@ impl Subject {
             Some((uid?.clone(), Limits::of(quota?)))
         };
         Self {
-            app: limited(app.metadata.uid.as_ref(), app.spec.quota.as_ref())
+            app: limited(app.metadata.uid.as_ref(), app.spec.quota.as_deref())
                 .map(|(uid, l)| (Key::App(uid), l)),
             org: org
                 .and_then(|o| limited(o.metadata.uid.as_ref(), o.spec.quota.as_ref()))

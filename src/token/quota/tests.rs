@@ -15,7 +15,7 @@ fn app(uid: &str, quota: Option<QuotaSpec>) -> M2MApp {
     let mut app = M2MApp::new(
         uid,
         M2MAppSpec {
-            quota,
+            quota: quota.map(Box::new),
             ..M2MAppSpec::default()
         },
     );

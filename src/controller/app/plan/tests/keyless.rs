@@ -9,11 +9,11 @@ use crate::{
 };
 
 fn keyless(w: &mut World) {
-    w.app.spec.client_authentication = Some(ClientAuthentication {
+    w.app.spec.client_authentication = Some(Box::new(ClientAuthentication {
         methods: vec![AuthMethod::ServiceAccountToken],
         service_account_names: vec!["agent".into()],
         jwks: None,
-    });
+    }));
 }
 
 fn step(p: &Plan) -> (KeylessChange, Option<&ClientRecord>, Option<&Secret>) {
@@ -67,11 +67,11 @@ fn switching_to_keyless_retires_the_secret_with_the_grace_period() {
     // A grace period of 0s: refused at once.
     let mut w = World::issued();
     keyless(&mut w);
-    w.app.spec.rotation = Some(crate::api::RotationSpec {
+    w.app.spec.rotation = Some(Box::new(crate::api::RotationSpec {
         every: None,
         grace_period: "0s".into(),
         retire_previous_when_unused_for: None,
-    });
+    }));
     let p = w.plan();
     assert_eq!(step(&p).1.unwrap().previous, None);
 }

@@ -188,11 +188,11 @@ fn rotation_requests_and_schedules_rotate() {
         "the default grace period"
     );
     let mut w = World::issued();
-    w.app.spec.rotation = Some(crate::api::RotationSpec {
+    w.app.spec.rotation = Some(Box::new(crate::api::RotationSpec {
         every: Some("1m".into()),
         grace_period: "0s".into(),
         retire_previous_when_unused_for: None,
-    });
+    }));
     let Step::Rotate {
         cause, promotion, ..
     } = w.plan().step
