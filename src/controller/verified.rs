@@ -17,18 +17,33 @@ use crate::credentials::{hash::PhcHash, record::SecretKind};
 pub struct Verified {
     pub secret_uid: String,
     pub resource_version: String,
-    pub hash: PhcHash,
+    /// The hash it matched, by digest (the memo holds one per app: 32 bytes, not the PHC string).
+    pub hash: HashDigest,
     pub kind: SecretKind,
+}
+
+/// SHA-256 of a PHC string: names a hash without holding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashDigest([u8; 32]);
+
+impl HashDigest {
+    pub fn of(hash: &PhcHash) -> Self {
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, hash.as_str().as_bytes());
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Self(bytes)
+    }
 }
 
 impl Verified {
     /// Its `status.verifiedSecret` value.
     pub fn marker(&self) -> String {
-        marker(
+        marker_of(
             &self.secret_uid,
             &self.resource_version,
             self.kind,
-            &self.hash,
+            self.hash,
         )
     }
 
@@ -36,6 +51,11 @@ impl Verified {
     pub fn is_of(&self, secret: &Secret) -> bool {
         Some(&self.secret_uid) == secret.metadata.uid.as_ref()
             && Some(&self.resource_version) == secret.metadata.resource_version.as_ref()
+    }
+
+    /// Whether the hash it matched is `hash`.
+    pub fn matched(&self, hash: &PhcHash) -> bool {
+        self.hash == HashDigest::of(hash)
     }
 }
 
@@ -48,11 +68,16 @@ pub fn marker(
     kind: SecretKind,
     hash: &PhcHash,
 ) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, hash.as_str().as_bytes());
-    let short: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    marker_of(secret_uid, resource_version, kind, HashDigest::of(hash))
+}
+
+fn marker_of(
+    secret_uid: &str,
+    resource_version: &str,
+    kind: SecretKind,
+    hash: HashDigest,
+) -> String {
+    let short: String = hash.0[..8].iter().map(|b| format!("{b:02x}")).collect();
     let kind = match kind {
         SecretKind::Current => "current",
         SecretKind::Pending => "pending",
@@ -79,6 +104,16 @@ pub struct VerifiedSecrets(Mutex<HashMap<String, Verified>>);
 impl VerifiedSecrets {
     /// Remembers that this version of an app's Secret holds the secret of `hash`.
     pub fn remember(&self, app_uid: &str, secret: &Secret, hash: &PhcHash, kind: SecretKind) {
+        self.insert(app_uid, secret, HashDigest::of(hash), kind);
+    }
+
+    /// Remembers what `verified` says of an earlier version for this version of the Secret
+    /// (the same secret, rewritten).
+    pub fn carry_to(&self, app_uid: &str, verified: &Verified, secret: &Secret) {
+        self.insert(app_uid, secret, verified.hash, verified.kind);
+    }
+
+    fn insert(&self, app_uid: &str, secret: &Secret, hash: HashDigest, kind: SecretKind) {
         let (Some(secret_uid), Some(resource_version)) = (
             secret.metadata.uid.clone(),
             secret.metadata.resource_version.clone(),
@@ -91,7 +126,7 @@ impl VerifiedSecrets {
                 Verified {
                     secret_uid,
                     resource_version,
-                    hash: hash.clone(),
+                    hash,
                     kind,
                 },
             );
@@ -189,6 +224,17 @@ mod tests {
         memo.retain_live(&HashSet::from(["uid-live".to_owned()]));
         assert!(memo.get("uid-live").is_some(), "a live app keeps its memo");
         assert!(memo.get("uid-deleted").is_none(), "a deleted app's is gone");
-        assert!(memo.get("uid-live").unwrap().is_of(&secret));
+        let live = memo.get("uid-live").unwrap();
+        assert!(live.is_of(&secret));
+        assert!(live.matched(&hash));
+        let other = phc("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$b3RoZXI");
+        assert!(
+            !live.matched(&other),
+            "another hash of the same secret is not it"
+        );
+        assert_eq!(
+            live.marker(),
+            marker("secret-uid", "1", SecretKind::Current, &hash)
+        );
     }
 }

@@ -395,7 +395,7 @@ impl<'a> Writes<'a> {
         {
             self.ctx
                 .verified
-                .remember(&self.o.keys.uid, &written, &verified.hash, verified.kind);
+                .carry_to(&self.o.keys.uid, &verified, &written);
         }
         notes.push(Note::normal(
             "SecretUpdated",

@@ -308,7 +308,7 @@ async fn classify(
         .verified
         .get(uid)
         .filter(|v| v.is_of(secret))
-        .filter(|v| candidates.iter().any(|(h, k)| *h == v.hash && *k == v.kind))
+        .filter(|v| candidates.iter().any(|(h, k)| v.matched(h) && *k == v.kind))
         .map(|v| v.kind);
     let in_status = || {
         let marker = app.status.as_ref()?.verified_secret.as_deref()?;
