@@ -2,7 +2,7 @@
 # A heap profile of the operator through the memory benchmark: which allocation sites hold the
 # memory that is live at the end of each operator run (the leader that issued the apps, and the
 # restarted process). Runs `hack/bench.sh memory "$@"` with the operator built on glibc malloc
-# (feature `system-allocator`: heaptrack interposes malloc, not mimalloc) under heaptrack's
+# (feature `system-allocator`: heaptrack interposes malloc, not jemalloc) under heaptrack's
 # preload library; each run is ended with SIGKILL so that what it held at that moment is what
 # heaptrack reports as not freed. Figures of this run are not the benchmark's (another allocator,
 # and the RSS read is the wrapper's): the table goes to the profile folder, not into the docs.

@@ -17,14 +17,16 @@ use m2m_operator::{
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc rather than glibc malloc: every argon2id check of the former parameters allocated and
-/// freed 19 MiB (256 KiB now), and glibc's
-/// adaptive mmap threshold then keeps those blocks in per-thread arenas, so the process grew to
-/// ~900 MiB resident after verifying ~600 apps at startup (90 MiB with mimalloc).
+/// jemalloc rather than glibc malloc or mimalloc. glibc's adaptive mmap threshold kept the
+/// blocks of argon2id bursts in per-thread arenas (~900 MiB resident after ~600 verifications
+/// with the former 19 MiB parameters). mimalloc returned those, but a process with 10,000 apps
+/// stayed at 88-103 MiB where jemalloc's is at 69 MiB: +47.9 MiB over empty caches instead of
+/// +58.7-73.8 (`hack/bench.sh memory`, docs/benchmarks.md, 2026-12-03), and its empty process
+/// 21 MiB instead of 29.
 /// (The `system-allocator` feature leaves glibc's, for heaptrack: hack/heap-profile.sh.)
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

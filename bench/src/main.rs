@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 
 /// The operator binary's allocator (src/main.rs), so the figures are the shipped binary's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(name = "m2m-bench", about = "m2m-operator benchmarks")]

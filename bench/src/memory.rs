@@ -131,34 +131,18 @@ pub async fn run(opts: Options) {
     }
     let table = render(&opts, &points);
     println!("{table}");
-    write_section(&opts.write, &marker(), &table);
-}
-
-/// mimalloc's purge delay when set for the run (`MIMALLOC_PURGE_DELAY`, read by the operator's
-/// allocator at start): such runs are written to a section of their own.
-fn purge_delay() -> Option<String> {
-    std::env::var("MIMALLOC_PURGE_DELAY").ok()
-}
-
-fn marker() -> String {
-    purge_delay().map_or("memory".into(), |d| {
-        format!("memory-mimalloc-purge-delay-{d}")
-    })
+    write_section(&opts.write, "memory", &table);
 }
 
 fn render(opts: &Options, points: &[Point]) -> String {
     let base = points[0].rss;
     let sizes: Vec<String> = opts.sizes.iter().map(ToString::to_string).collect();
     let mut lines = vec![
+        "### Operator memory by the number of M2MApps\n".to_owned(),
         format!(
-            "### Operator memory by the number of M2MApps{}\n",
-            purge_delay().map_or(String::new(), |d| format!(", MIMALLOC_PURGE_DELAY={d}"))
-        ),
-        format!(
-            "{}, {}. Command: `{}hack/bench.sh memory --sizes {} --apps-per-org {}` (a control plane of its own; {} apps per Organization and namespace; each app has its Secret and its client record; RSS is VmRSS of the m2m-operator process, the median of 5 readings 1 s apart once no reconcile ran for {} s).\n",
+            "{}, {}. Command: `hack/bench.sh memory --sizes {} --apps-per-org {}` (a control plane of its own; {} apps per Organization and namespace; each app has its Secret and its client record; RSS is VmRSS of the m2m-operator process, the median of 5 readings 1 s apart once no reconcile ran for {} s).\n",
             date(),
             machine(),
-            purge_delay().map_or(String::new(), |d| format!("MIMALLOC_PURGE_DELAY={d} ")),
             sizes.join(","),
             opts.apps_per_org,
             opts.apps_per_org,
