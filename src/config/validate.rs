@@ -14,6 +14,9 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// The Lease is kept in whole seconds; below this it is renewed about as often as it lasts.
 const MIN_LEASE_DURATION: Duration = Duration::from_secs(2);
+/// The longest `--resync` (kube's queue takes delays of up to ~2 years, and the controllers queue
+/// an object for at most the resync).
+pub const MAX_RESYNC_DAYS: u64 = 365;
 
 /// One refused setting, naming the flag (and its variable) and what it must be.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +61,11 @@ pub enum ConfigError {
         env: &'static str,
         why: &'static str,
     },
+    #[error(
+        "--resync (M2M_RESYNC) is {got}: at most {MAX_RESYNC_DAYS} days (the controllers queue no \
+         object for longer)"
+    )]
+    ResyncTooLong { got: String },
     #[error("{flag} ({env}) is 0s: {why}.")]
     ZeroDuration {
         flag: &'static str,
@@ -249,6 +257,11 @@ impl RunConfig {
             if value.is_zero() {
                 problems.push(ConfigError::ZeroDuration { flag, env, why });
             }
+        }
+        if self.resync > Duration::from_secs(MAX_RESYNC_DAYS * 86_400) {
+            problems.push(ConfigError::ResyncTooLong {
+                got: format!("{}s", self.resync.as_secs()),
+            });
         }
     }
 }

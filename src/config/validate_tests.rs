@@ -122,6 +122,14 @@ fn zero_counts_and_durations_are_refused() {
 }
 
 #[test]
+fn a_resync_beyond_a_year_is_refused_and_a_year_is_accepted() {
+    // kube's queue takes at most ~2 years; a longer resync would panic the controllers.
+    let message = refused(&["--resync=8761h"], "--resync");
+    assert!(message.contains("365 days"), "{message}");
+    assert_eq!(problems(&["--resync=8760h"]), Vec::<String>::new());
+}
+
+#[test]
 fn an_issuer_that_is_no_url_and_a_shared_listener_address_are_refused() {
     let mut bad = config(&[]);
     bad.issuer = "auth.example.com".into();

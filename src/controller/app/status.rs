@@ -220,8 +220,10 @@ pub fn due_after(app: &M2MApp, record: Option<&ClientRecord>, now: Timestamp) ->
     let grace_end = record.previous.as_ref().map(|p| p.expires_at);
     let next = rotation::next_rotation(record, app.rotation_every());
     let due_at = grace_end.into_iter().chain(next).min()?;
-    // Already due: now.
-    Some(Duration::try_from(due_at.duration_since(now)).unwrap_or(Duration::ZERO))
+    // Already past: this reconcile acted on it if it could (a grace period's end is enforced by
+    // the token endpoint itself); one it could not act on (no grant, a refused Secret write)
+    // waits for a change, a retry or the resync, never a tight loop.
+    Duration::try_from(due_at.duration_since(now)).ok()
 }
 
 #[cfg(test)]
@@ -389,5 +391,25 @@ mod tests {
                 .previous_secret_expires_at
                 .is_none()
         );
+    }
+
+    #[test]
+    fn what_is_due_counts_from_now_and_what_is_past_is_not_due_again() {
+        let mut a = app();
+        a.spec.rotation = Some(Box::new(crate::api::RotationSpec {
+            every: Some("1m".into()),
+            grace_period: "0s".into(),
+            retire_previous_when_unused_for: None,
+        }));
+        let rec = record(); // last rotated at t=100 s: the next is due at t=160 s
+        assert_eq!(
+            due_after(&a, Some(&rec), t(150)),
+            Some(Duration::from_secs(10))
+        );
+        // A rotation the reconcile could not carry out (no grant, a refused Secret write) must
+        // not requeue the app at once, again and again.
+        assert_eq!(due_after(&a, Some(&rec), t(500)), None);
+        assert_eq!(due_after(&app(), Some(&rec), t(150)), None, "no schedule");
+        assert_eq!(due_after(&a, None, t(150)), None, "nothing issued");
     }
 }
