@@ -47,7 +47,11 @@ pub fn quota(
     // A later report replaces what is shown once REFRESH has passed since (the first at once).
     let (show, pending) = match (shown_at, reported) {
         (None, Some(r)) => (Some(r), None),
-        (Some(s), Some(r)) if r > s && r - s >= REFRESH.as_secs() => (Some(r), None),
+        (Some(s), Some(r))
+            if r > s && (r - s >= REFRESH.as_secs() || now >= s + REFRESH.as_secs()) =>
+        {
+            (Some(r), None)
+        }
         (Some(s), Some(r)) if r > s => (Some(s), Some(s + REFRESH.as_secs())),
         (s, _) => (s, None),
     };

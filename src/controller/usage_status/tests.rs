@@ -39,6 +39,19 @@ fn a_quota_shows_its_first_excess_at_once_and_later_ones_at_most_every_refresh()
         Some(T + 70)
     );
 
+    // A report that came within REFRESH of the shown one is shown once REFRESH has passed (it
+    // used to stay pending with its time past: a wake of 0, a reconcile loop).
+    let (caught_up, wake) = quota(Some(&spec()), Some(&first), Some(T + 30), T + 70);
+    assert_eq!(
+        caught_up
+            .expect("status")
+            .last_exceeded_at
+            .as_ref()
+            .map(secs),
+        Some(T + 30)
+    );
+    assert_eq!(wake, Some(RECENT - Duration::from_secs(40)));
+
     let (old, wake) = quota(Some(&spec()), Some(&first), Some(T), T + RECENT.as_secs());
     assert!(
         !old.expect("status").exceeded_recently,
