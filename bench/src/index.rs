@@ -163,8 +163,7 @@ pub fn run(opts: Options) {
     at = measure("M2MApps (stripped)", at);
     for i in 0..n {
         let s = record_secret(i, i / opts.apps_per_org.max(1), &phc);
-        w.records
-            .apply_watcher_event(&watcher::Event::Apply(s.into()));
+        w.records.apply(watcher::Event::Apply(s));
     }
     at = measure("client records (parsed, with their metadata)", at);
     for i in 0..n {
@@ -180,7 +179,7 @@ pub fn run(opts: Options) {
     let mut allowed = 0;
     for i in 0..n {
         let id = client_id(&uid(i as u64));
-        if let Some(client) = clients::lookup(&cache, NS, &id)
+        if let Some(client) = clients::lookup(&cache, &id)
             && matches!(
                 clients::standing(&cache, &client, &global),
                 clients::Standing::Allowed(_)
@@ -194,7 +193,7 @@ pub fn run(opts: Options) {
     let started = Instant::now();
     for i in 0..n {
         let id = client_id(&uid(i as u64));
-        let client = clients::lookup(&cache, NS, &id).expect("known client");
+        let client = clients::lookup(&cache, &id).expect("known client");
         let _ = clients::standing(&cache, &client, &global);
     }
     let later_us = started.elapsed().as_secs_f64() * 1e6 / n as f64;

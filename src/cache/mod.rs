@@ -8,12 +8,13 @@
 //! - Namespaces: metadata only (identity, labels). The tenant Secrets the operator manages: their
 //!   owner on the change bus, only name and namespace in the store.
 //! - Client records: Secrets in the operator's namespace, parsed on arrival ([`records`]): the
-//!   record and a few metadata fields, not the Secret.
+//!   record and a few metadata fields, not the Secret, in a map by name ([`keyed`]).
 //!
 //! The watches of what others write list in pages of [`PAGE_SIZE`] objects.
 
 pub mod backoff;
 mod guarded;
+pub mod keyed;
 mod org_codes;
 pub mod presence;
 pub mod records;
@@ -24,7 +25,7 @@ mod unreadable;
 pub use guarded::Tombstone;
 pub use org_codes::{OrgCodes, SameCode};
 pub use presence::{Presence, PresenceWriter};
-pub use records::CachedRecord;
+pub use records::{CachedRecord, Records, RecordsWriter};
 pub use unreadable::{Unreadable, UnreadableObject};
 
 use std::{fmt::Debug, sync::Arc};
@@ -122,8 +123,8 @@ pub struct Cache {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// The tenant Secrets that exist, by namespace and name (nothing else of them).
     pub tenant_secrets: Presence,
-    /// Client records, parsed ([`records`]).
-    pub records: Store<CachedRecord>,
+    /// Client records, parsed, by name ([`records`]).
+    pub records: Records,
     /// M2MApps and Organizations that exist but do not deserialise (not in the stores above).
     pub unreadable: Arc<Unreadable>,
     changes: broadcast::Sender<Change>,
@@ -209,7 +210,7 @@ impl Cache {
         let (apps, apps_w) = reflector::store();
         let (namespaces, ns_w) = reflector::store();
         let (tenant_secrets, secrets_w) = presence::presence();
-        let (records, records_w) = reflector::store();
+        let (records, records_w) = records::records();
         let cache = Self {
             organizations,
             org_codes: Arc::new(OrgCodes::default()),
@@ -251,7 +252,7 @@ pub enum WatchStopped {
     #[error("a watch stopped before its first list was complete")]
     Store(#[from] reflector::store::WriterDropped),
     #[error(transparent)]
-    Presence(#[from] presence::WriterDropped),
+    Keyed(#[from] keyed::WriterDropped),
 }
 
 /// Writers of a [`Cache::detached`] cache.
@@ -260,7 +261,7 @@ pub struct CacheWriters {
     pub apps: reflector::store::Writer<M2MApp>,
     pub namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
     pub tenant_secrets: PresenceWriter,
-    pub records: reflector::store::Writer<CachedRecord>,
+    pub records: RecordsWriter,
 }
 
 /// Puts `obj` into a detached cache's store.

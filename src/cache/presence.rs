@@ -4,53 +4,25 @@
 //! `ObjectRef` key and an object, each with its own strings: ~620 bytes per Secret measured at
 //! 100,000, `hack/bench.sh index`).
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, RwLock},
-};
-
 use kube::{Resource, runtime::watcher};
-use tokio::sync::watch;
+
+use super::keyed::{Keyed, KeyedWriter, WriterDropped, keyed};
 
 /// The reading side: whether an object exists, and whether the first list is in.
 #[derive(Clone)]
 pub struct Presence {
-    names: Arc<RwLock<Names>>,
-    ready: watch::Receiver<bool>,
+    names: Keyed<Box<str>, ()>,
 }
 
 /// The writing side, fed the watch's events (or a test's).
 pub struct PresenceWriter {
-    names: Arc<RwLock<Names>>,
-    ready: watch::Sender<bool>,
+    names: KeyedWriter<Box<str>, ()>,
 }
-
-#[derive(Default)]
-struct Names {
-    live: HashSet<Box<str>>,
-    /// The relist under way: what it has listed so far (it replaces `live` when done).
-    relisting: Option<HashSet<Box<str>>>,
-}
-
-/// The watch that fills a [`Presence`] stopped before its first list was in.
-#[derive(Debug, thiserror::Error)]
-#[error("the watch stopped before its first list was complete")]
-pub struct WriterDropped;
 
 /// An empty set and its writer.
 pub fn presence() -> (Presence, PresenceWriter) {
-    let names = Arc::new(RwLock::new(Names::default()));
-    let (ready_tx, ready_rx) = watch::channel(false);
-    (
-        Presence {
-            names: names.clone(),
-            ready: ready_rx,
-        },
-        PresenceWriter {
-            names,
-            ready: ready_tx,
-        },
-    )
+    let (names, writer) = keyed();
+    (Presence { names }, PresenceWriter { names: writer })
 }
 
 fn key(namespace: &str, name: &str) -> Box<str> {
@@ -69,29 +41,22 @@ fn key_of<K: Resource>(obj: &K) -> Option<Box<str>> {
 impl Presence {
     /// Whether the object `namespace/name` exists (as of the last event seen).
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
-        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
-        names.live.contains(&key(namespace, name))
+        self.names.contains_key(&*key(namespace, name))
     }
 
     /// How many objects exist.
     pub fn len(&self) -> usize {
-        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
-        names.live.len()
+        self.names.len()
     }
 
     /// Whether no object exists.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.names.is_empty()
     }
 
     /// Waits until the first list is complete.
     pub async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
-        let mut ready = self.ready.clone();
-        ready
-            .wait_for(|r| *r)
-            .await
-            .map(|_| ())
-            .map_err(|_| WriterDropped)
+        self.names.wait_until_ready().await
     }
 }
 
@@ -100,28 +65,17 @@ impl PresenceWriter {
     /// `InitDone`) replaces the set when it is complete, so an object deleted while the watch
     /// was down is gone afterwards and none is missing meanwhile.
     pub fn apply_watcher_event<K: Resource>(&mut self, event: &watcher::Event<K>) {
-        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        let names = &mut self.names;
         match event {
-            watcher::Event::Apply(obj) => {
-                names.live.extend(key_of(obj));
-            }
-            watcher::Event::Delete(obj) => {
-                if let Some(key) = key_of(obj) {
-                    names.live.remove(&key);
-                }
-            }
-            watcher::Event::Init => names.relisting = Some(HashSet::new()),
+            watcher::Event::Apply(obj) => key_of(obj).into_iter().for_each(|k| names.apply(k, ())),
+            watcher::Event::Delete(obj) => key_of(obj).into_iter().for_each(|k| names.delete(&k)),
+            watcher::Event::Init => names.init(),
             watcher::Event::InitApply(obj) => {
-                let key = key_of(obj);
-                names.relisting.get_or_insert_default().extend(key);
+                key_of(obj)
+                    .into_iter()
+                    .for_each(|k| names.init_apply(k, ()));
             }
-            watcher::Event::InitDone => {
-                let mut listed = names.relisting.take().unwrap_or_default();
-                listed.shrink_to_fit();
-                names.live = listed;
-                drop(names);
-                self.ready.send_replace(true);
-            }
+            watcher::Event::InitDone => names.init_done(),
         }
     }
 }
@@ -178,23 +132,5 @@ mod tests {
         );
         assert!(set.contains("a", "kept") && set.contains("a", "new"));
         assert_eq!(set.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn ready_once_the_first_list_is_in_and_an_error_if_the_watch_stops_before() {
-        let (set, mut w) = presence();
-        let waiting = tokio::spawn({
-            let set = set.clone();
-            async move { set.wait_until_ready().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished());
-        w.apply_watcher_event(&watcher::Event::<Secret>::Init);
-        w.apply_watcher_event(&watcher::Event::<Secret>::InitDone);
-        assert!(waiting.await.unwrap().is_ok());
-
-        let (never, w) = presence();
-        drop(w);
-        assert!(never.wait_until_ready().await.is_err());
     }
 }

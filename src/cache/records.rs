@@ -1,29 +1,31 @@
 //! A client record as cached: the record parsed once, when its watch event arrives, and the
 //! few metadata fields its readers use, instead of the whole Secret (its JSON data, labels and
-//! annotations) beside a second, parsed copy. Every replica caches every app's record, and the
-//! token endpoint reads nothing else of it.
+//! annotations) beside a second, parsed copy; kept in a map by Secret name ([`super::keyed`])
+//! rather than a reflector store (an `ObjectRef` key with four strings and a full `ObjectMeta`
+//! per record: 1,541 bytes per app at 100,000 apps before, 847 after, `hack/bench.sh index`).
+//! Every replica caches every app's record, and the token endpoint reads nothing else of it.
 
-use std::{borrow::Cow, sync::Arc};
+use std::sync::Arc;
 
-use k8s_openapi::{NamespaceResourceScope, api::core::v1::Secret};
-use kube::{
-    Resource,
-    core::ObjectMeta,
-    runtime::{reflector, watcher},
-};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::watcher;
 
+use super::keyed::{Keyed, KeyedWriter, WriterDropped, keyed};
 use crate::credentials::record::{
     ANNOTATION_APP_NAME, ANNOTATION_APP_NAMESPACE, ClientRecord, LABEL_APP_UID,
 };
 
-/// One client record Secret, as the cache keeps it (deserialised from a Secret, so that a
-/// controller can watch it through the cache's shared streams).
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(from = "Secret")]
+/// One client record Secret, as the cache keeps it.
+#[derive(Clone, Debug)]
 pub struct CachedRecord {
-    /// Name, namespace, uid, resourceVersion and deletionTimestamp: no labels or annotations
-    /// (a parsed record names its app itself; [`Unparsed`] keeps them for one that does not).
-    pub metadata: ObjectMeta,
+    /// The Secret's name (its namespace is the operator's; the [`Records`] key shares this).
+    pub name: Arc<str>,
+    /// The Secret's UID and resourceVersion (the record collector's delete preconditions, the
+    /// controller's write guard).
+    pub uid: Option<Box<str>>,
+    pub resource_version: Option<Box<str>>,
+    /// Whether the Secret is being deleted (it has a deletionTimestamp).
+    pub deleting: bool,
     /// The record, or why the Secret is not a readable one (it is rebuilt then).
     pub record: Result<Arc<ClientRecord>, Box<Unparsed>>,
 }
@@ -63,10 +65,10 @@ impl CachedRecord {
                 .map(|(ns, n)| (ns.as_str(), n.as_str())),
         }
     }
-}
 
-impl From<Secret> for CachedRecord {
-    fn from(secret: Secret) -> Self {
+    /// The record of a Secret (`None` for one without a name, which the API server never
+    /// sends).
+    pub fn of(secret: Secret) -> Option<Self> {
         let record = ClientRecord::from_secret(&secret).map(Arc::new);
         let meta = secret.metadata;
         let record = record.map_err(|e| {
@@ -79,68 +81,117 @@ impl From<Secret> for CachedRecord {
                 app: annotation(ANNOTATION_APP_NAMESPACE).zip(annotation(ANNOTATION_APP_NAME)),
             })
         });
-        Self {
-            metadata: ObjectMeta {
-                name: meta.name,
-                namespace: meta.namespace,
-                uid: meta.uid,
-                resource_version: meta.resource_version,
-                deletion_timestamp: meta.deletion_timestamp,
-                ..ObjectMeta::default()
-            },
+        Some(Self {
+            name: meta.name?.into(),
+            uid: meta.uid.map(Into::into),
+            resource_version: meta.resource_version.map(Into::into),
+            deleting: meta.deletion_timestamp.is_some(),
             record,
-        }
+        })
     }
 }
 
-impl Resource for CachedRecord {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+/// The client records of the operator's namespace, by Secret name: a map of their own rather
+/// than a reflector store (the token endpoint and the controller look records up by name; the
+/// change bus carries each changed one to the controller's triggers and the record collector).
+#[derive(Clone)]
+pub struct Records {
+    by_name: Keyed<Arc<str>, Arc<CachedRecord>>,
+}
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Secret::kind(dt)
+/// The writing side of [`Records`], fed the watch's events (or a test's).
+pub struct RecordsWriter {
+    by_name: KeyedWriter<Arc<str>, Arc<CachedRecord>>,
+}
+
+/// An empty map of records and its writer.
+pub fn records() -> (Records, RecordsWriter) {
+    let (by_name, writer) = keyed();
+    (Records { by_name }, RecordsWriter { by_name: writer })
+}
+
+impl Records {
+    /// The record Secret `name` (in the operator's namespace).
+    pub fn get(&self, name: &str) -> Option<Arc<CachedRecord>> {
+        self.by_name.get(name)
     }
 
-    fn group(dt: &()) -> Cow<'_, str> {
-        Secret::group(dt)
+    /// Every record.
+    pub fn state(&self) -> Vec<Arc<CachedRecord>> {
+        self.by_name.values()
     }
 
-    fn version(dt: &()) -> Cow<'_, str> {
-        Secret::version(dt)
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
     }
 
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Secret::plural(dt)
+    /// Whether there is no record.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+    /// Waits until the first list is complete.
+    pub async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
+        self.by_name.wait_until_ready().await
+    }
+}
+
+impl RecordsWriter {
+    /// Applies one watch event of record Secrets, as kube's reflector store would (a relist
+    /// replaces the map when complete), and returns the record it touched, if any (what the
+    /// change bus carries: the map's own `Arc`).
+    pub fn apply(&mut self, event: watcher::Event<Secret>) -> Option<Arc<CachedRecord>> {
+        let w = &mut self.by_name;
+        match event {
+            watcher::Event::Apply(secret) => {
+                let record = Arc::new(CachedRecord::of(secret)?);
+                w.apply(record.name.clone(), record.clone());
+                Some(record)
+            }
+            watcher::Event::Delete(secret) => {
+                let record = Arc::new(CachedRecord::of(secret)?);
+                w.delete(&*record.name);
+                Some(record)
+            }
+            watcher::Event::InitApply(secret) => {
+                let record = Arc::new(CachedRecord::of(secret)?);
+                w.init_apply(record.name.clone(), record.clone());
+                Some(record)
+            }
+            watcher::Event::Init => {
+                w.init();
+                None
+            }
+            watcher::Event::InitDone => {
+                w.init_done();
+                None
+            }
+        }
     }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+    /// [`Self::apply`] of a borrowed event (tests and detached caches).
+    pub fn apply_watcher_event(&mut self, event: &watcher::Event<Secret>) {
+        self.apply(event.clone());
     }
 }
 
 impl super::Cache {
-    /// Waits up to `within` until the records store holds the client record `name` (in
-    /// `namespace`) at a version other than `superseded` (the versions a reconcile read or wrote
-    /// before its last write): then the token endpoint answers from that write or a later one.
-    /// Returns whether it did.
+    /// Waits up to `within` until the records store holds the client record `name` at a
+    /// version other than `superseded` (the versions a reconcile read or wrote before its last
+    /// write): then the token endpoint answers from that write or a later one. Returns whether
+    /// it did.
     pub async fn record_visible(
         &self,
-        namespace: &str,
         name: &str,
         superseded: &[String],
         within: std::time::Duration,
     ) -> bool {
-        let key = reflector::ObjectRef::new(name).within(namespace);
         let visible = || {
-            self.records.get(&key).is_some_and(|s| {
-                s.metadata
-                    .resource_version
-                    .as_ref()
-                    .is_some_and(|rv| !superseded.contains(rv))
+            self.records.get(name).is_some_and(|s| {
+                s.resource_version
+                    .as_deref()
+                    .is_some_and(|rv| !superseded.iter().any(|s| s == rv))
             })
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -159,20 +210,9 @@ impl super::Cache {
     }
 }
 
-/// A watch event of record Secrets as one of cached records.
-pub fn event(event: watcher::Event<Secret>) -> watcher::Event<CachedRecord> {
-    match event {
-        watcher::Event::Apply(s) => watcher::Event::Apply(s.into()),
-        watcher::Event::Delete(s) => watcher::Event::Delete(s.into()),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(s) => watcher::Event::InitApply(s.into()),
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
-}
-
-/// Puts a record Secret into a detached cache's store, as its watch would.
-pub fn put(writer: &mut reflector::store::Writer<CachedRecord>, secret: Secret) {
-    writer.apply_watcher_event(&watcher::Event::Apply(secret.into()));
+/// Puts a record Secret into a detached cache's records, as its watch would.
+pub fn put(writer: &mut RecordsWriter, secret: Secret) {
+    writer.apply(watcher::Event::Apply(secret));
 }
 
 #[cfg(test)]
@@ -204,15 +244,11 @@ mod tests {
         let mut secret = record().to_secret("m2m-system").unwrap();
         secret.metadata.resource_version = Some("7".into());
         secret.metadata.managed_fields = Some(vec![Default::default()]);
-        let cached = CachedRecord::from(secret);
+        let cached = CachedRecord::of(secret).unwrap();
         assert_eq!(cached.parsed().map(|r| r.as_ref()), Some(&record()));
-        assert_eq!(
-            cached.metadata.name.as_deref(),
-            Some(record_name("u-1").as_str())
-        );
-        assert_eq!(cached.metadata.resource_version.as_deref(), Some("7"));
-        assert!(cached.metadata.managed_fields.is_none());
-        assert!(cached.metadata.labels.is_none() && cached.metadata.annotations.is_none());
+        assert_eq!(&*cached.name, record_name("u-1").as_str());
+        assert_eq!(cached.resource_version.as_deref(), Some("7"));
+        assert!(!cached.deleting);
         assert_eq!(cached.app_uid(), Some("u-1"));
         assert_eq!(cached.app(), Some(("tenant", "agent")));
     }
@@ -221,7 +257,7 @@ mod tests {
     fn an_unreadable_record_is_kept_with_the_reason() {
         let mut secret = record().to_secret("m2m-system").unwrap();
         secret.data = None;
-        let cached = CachedRecord::from(secret);
+        let cached = CachedRecord::of(secret).unwrap();
         assert!(cached.parsed().is_none());
         assert_eq!(cached.app_uid(), Some("u-1"), "from its label");
         assert_eq!(
@@ -230,5 +266,50 @@ mod tests {
             "from its annotations"
         );
         assert!(cached.record.unwrap_err().reason.contains("has no"));
+    }
+
+    fn named(name: &str, rv: &str) -> Secret {
+        let mut secret = record().to_secret("m2m-system").unwrap();
+        secret.metadata.name = Some(name.into());
+        secret.metadata.resource_version = Some(rv.into());
+        secret
+    }
+
+    #[test]
+    fn the_map_keeps_records_by_name_and_hands_the_bus_its_own_copy() {
+        let (records, mut w) = records();
+        let touched = w.apply(watcher::Event::Apply(named("a", "1"))).unwrap();
+        let stored = records.get("a").unwrap();
+        assert!(Arc::ptr_eq(&touched, &stored), "no second copy on the bus");
+        w.apply(watcher::Event::Apply(named("a", "2")));
+        assert_eq!(
+            records.get("a").unwrap().resource_version.as_deref(),
+            Some("2")
+        );
+        let deleted = w.apply(watcher::Event::Delete(named("a", "3"))).unwrap();
+        assert_eq!(&*deleted.name, "a", "a deletion is published too");
+        assert!(records.get("a").is_none() && records.is_empty());
+    }
+
+    #[test]
+    fn a_relist_replaces_the_records_when_complete() {
+        let (records, mut w) = records();
+        w.apply(watcher::Event::Apply(named("gone", "1")));
+        assert!(w.apply(watcher::Event::Init).is_none());
+        assert!(
+            w.apply(watcher::Event::InitApply(named("new", "2")))
+                .is_some()
+        );
+        assert!(
+            records.get("gone").is_some(),
+            "the old map answers meanwhile"
+        );
+        assert!(w.apply(watcher::Event::InitDone).is_none());
+        assert!(
+            records.get("gone").is_none(),
+            "deleted while the watch was down"
+        );
+        assert_eq!(records.state().len(), 1);
+        assert!(records.get("new").is_some());
     }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Change, OrgCodes, Tombstone, Unreadable, guarded,
     presence::{self, Presence},
-    records::CachedRecord,
+    records::Records,
 };
 
 /// Runs a reflecting watch stream, publishing each touched object as a [`Change`]. A change
@@ -164,19 +164,38 @@ where
     set
 }
 
-/// The watch of the client records: each Secret parsed once into a [`CachedRecord`], which the
-/// store keeps instead of the Secret.
+/// The watch of the client records: each Secret parsed once into a [`super::CachedRecord`], which the
+/// map keeps (and the change bus carries) instead of the Secret.
 pub(super) fn spawn_records(
     api: Api<k8s_openapi::api::core::v1::Secret>,
     config: watcher::Config,
     changes: broadcast::Sender<Change>,
     shutdown: CancellationToken,
-) -> Store<CachedRecord> {
-    let (store, writer) = reflector::store();
-    let stream = watcher(api, config)
+) -> Records {
+    let (records, mut writer) = super::records::records();
+    let run = watcher(api, config)
         .backoff(super::backoff::watch_backoff())
-        .map_ok(super::records::event)
-        .reflect(writer);
-    spawn_stream(stream, store.clone(), changes, Change::Record, shutdown);
-    store
+        .for_each(move |event| {
+            match event {
+                Ok(event) => {
+                    if let Some(record) = writer.apply(event) {
+                        // No subscriber (not the leader) is fine.
+                        let _ = changes.send(Change::Record(record));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    kind = "client record",
+                    error = %e,
+                    "watch error; retrying with backoff"
+                ),
+            }
+            future::ready(())
+        });
+    tokio::spawn(async move {
+        tokio::select! {
+            () = run => {},
+            () = shutdown.cancelled() => {},
+        }
+    });
+    records
 }

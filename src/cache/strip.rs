@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | M2MApp, Organization | name, namespace, uid, resourceVersion, generation, creationTimestamp (the older of two Organizations with one code wins), deletionTimestamp; on M2MApps the `m2m.dev/rotate` and `m2m.dev/revoke-previous` annotations (values over 128 characters as `sha256:<hex>`, so status can record them); spec without `displayName`; status (the controller compares it with the desired one) | labels, every other annotation (up to 256 KiB), ownerReferences, finalizers, managedFields |
 //! | Namespace (metadata only) | identity and labels (`namespaceSelector`) | annotations, managedFields |
-//! | client record Secret (ours) | the parsed record; name, namespace, uid, resourceVersion, deletionTimestamp, the app-uid label and the app's namespace and name annotations ([`super::records`]) | the Secret's data (parsed instead), every other field |
+//! | client record Secret (ours) | the parsed record; name, uid, resourceVersion, whether it is being deleted; for one that does not parse, the app-uid label and the app's namespace and name annotations ([`super::records`], a map by name) | the Secret's data (parsed instead), every other field |
 //! | tenant Secret (metadata only) | in the store: namespace and name ([`super::Presence`]: does it exist); on the change bus: identity, the M2MApp controller ownerReference, the `m2m.dev/app` label | everything else |
 
 use std::collections::BTreeMap;

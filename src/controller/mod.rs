@@ -251,9 +251,10 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches_shared_stream(shared(&cache, &resync, Change::tenant_secret), |secret| {
             app::triggers::owner_of_secret(&secret)
         })
-        .watches_shared_stream(shared(&cache, &resync, Change::record), |record| {
-            app::triggers::app_of_record(&record)
-        })
+        .reconcile_on(
+            shared(&cache, &resync, Change::record)
+                .filter_map(|record| future::ready(app::triggers::app_of_record(&record))),
+        )
         .reconcile_on(usage_triggers(&ctx, |cache, uids| {
             app::triggers::apps_with_uids(&cache.apps, uids)
         }))

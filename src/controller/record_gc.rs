@@ -41,10 +41,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                         && !ctx.cache.unreadable.has_uid(uid)
                     {
                         ctx.verified.forget(uid);
-                        let cached = ctx.cache.records.get(
-                            &ObjectRef::new(&record_name(uid))
-                                .within(&ctx.config.operator_namespace),
-                        );
+                        let cached = ctx.cache.records.get(&record_name(uid));
                         if let Some(record) = cached {
                             delete(&ctx, &record).await;
                         }
@@ -72,7 +69,7 @@ fn app_exists(ctx: &Context, namespace: &str, name: &str, uid: &str) -> bool {
 
 /// A record is an orphan when no cached app has its UID under its namespace and name.
 fn is_orphan(ctx: &Context, record: &CachedRecord) -> bool {
-    if record.metadata.deletion_timestamp.is_some() {
+    if record.deleting {
         return false;
     }
     let Some(uid) = record.app_uid() else {
@@ -111,12 +108,12 @@ async fn sweep(ctx: &Context) {
 /// was re-created or rewritten since (by a successor leader, or the app's own reconcile) is
 /// left alone, and the next sweep looks at it again.
 async fn delete(ctx: &Context, record: &CachedRecord) {
-    let name = record.metadata.name.clone().unwrap_or_default();
+    let name = record.name.to_string();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.config.operator_namespace);
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: record.metadata.uid.clone(),
-            resource_version: record.metadata.resource_version.clone(),
+            uid: record.uid.as_deref().map(str::to_owned),
+            resource_version: record.resource_version.as_deref().map(str::to_owned),
         }),
         ..DeleteParams::default()
     };

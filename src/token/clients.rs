@@ -57,11 +57,9 @@ pub fn uid_of(client_id: &str) -> Option<String> {
 }
 
 /// The client with this id, if its record and its (live) app are cached.
-pub fn lookup(cache: &Cache, operator_namespace: &str, client_id: &str) -> Option<KnownClient> {
+pub fn lookup(cache: &Cache, client_id: &str) -> Option<KnownClient> {
     let uid = uid_of(client_id)?;
-    let cached = cache
-        .records
-        .get(&ObjectRef::new(&record_name(&uid)).within(operator_namespace))?;
+    let cached = cache.records.get(&record_name(&uid))?;
     let record = cached.parsed()?.clone();
     if record.client_id != client_id || record.app.uid != uid {
         return None;

@@ -111,17 +111,11 @@ impl TokenService {
                 _ = ticker.tick() => {}
             }
             let cache = &self.cache;
-            let namespace = &self.config.operator_namespace;
             self.verifier.retain(|client_id| {
                 clients::uid_of(client_id).is_some_and(|uid| {
                     cache
                         .records
-                        .get(
-                            &kube::runtime::reflector::ObjectRef::new(
-                                &crate::credentials::record::record_name(&uid),
-                            )
-                            .within(namespace),
-                        )
+                        .get(&crate::credentials::record::record_name(&uid))
                         .is_some()
                 })
             });

@@ -146,7 +146,7 @@ impl World {
         }
         let record: Result<ClientRecord, _> = serde_json::from_value(json);
         if let Ok(secret) = record.and_then(|r| r.to_secret(&self.operator_namespace)) {
-            put(&mut self.writers.records, secret.into());
+            m2m_operator::cache::records::put(&mut self.writers.records, secret);
         }
         self
     }

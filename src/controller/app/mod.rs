@@ -100,11 +100,7 @@ async fn record_visible(
     };
     let name = crate::credentials::record::record_name(&o.keys.uid);
     let within = ctx.config.record_visible_within;
-    if ctx
-        .cache
-        .record_visible(&ctx.config.operator_namespace, &name, superseded, within)
-        .await
-    {
+    if ctx.cache.record_visible(&name, superseded, within).await {
         Ok(())
     } else {
         Err(Error::CacheBehind {

@@ -141,13 +141,10 @@ pub async fn observe<'a>(
     // The client record comes from the cache (the watch of the operator's own Secrets, with
     // data): every write of it is guarded by the resourceVersion it was read at, so a stale
     // view costs a conflict and a retry, never a lost hash.
-    let cached = ctx
-        .cache
-        .records
-        .get(&ObjectRef::new(&record_name(&keys.uid)).within(&ctx.config.operator_namespace));
+    let cached = ctx.cache.records.get(&record_name(&keys.uid));
     let record_version = cached
         .as_ref()
-        .map(|c| c.metadata.resource_version.clone().unwrap_or_default());
+        .map(|c| c.resource_version.as_deref().unwrap_or_default().to_owned());
     let record = cached.as_ref().and_then(|c| match &c.record {
         Ok(record) => Some(ClientRecord::clone(record)),
         Err(e) => {

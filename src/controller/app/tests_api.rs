@@ -87,10 +87,7 @@ impl Harness {
             .get(RECORD)
             .map(|v| serde_json::from_value(v).unwrap());
         match record {
-            Some(r) => self
-                .writers
-                .records
-                .apply_watcher_event(&Event::Apply(r.into())),
+            Some(r) => self.writers.records.apply_watcher_event(&Event::Apply(r)),
             None => self.writers.records.apply_watcher_event(&Event::Init),
         }
         if self.api.get(RECORD).is_none() {
@@ -157,7 +154,7 @@ impl Harness {
                         serde_json::from_value(record).unwrap();
                     writers
                         .records
-                        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(record.into()));
+                        .apply_watcher_event(&kube::runtime::watcher::Event::Apply(record));
                 }
             }
         };

@@ -47,7 +47,7 @@ async fn private_key_jwt(
     {
         return Err(refused(Refused::Invalid));
     }
-    let client = clients::lookup(&svc.cache, &svc.config.operator_namespace, client_id)
+    let client = clients::lookup(&svc.cache, client_id)
         .filter(|c| c.app.accepts(AuthMethod::PrivateKeyJwt))
         .ok_or_else(|| refused(Refused::NoApp))?;
     let keys = client
@@ -130,12 +130,7 @@ fn app_of(
     assertion: &Assertion,
     identity: &super::assertion::SaIdentity,
 ) -> Result<KnownClient, OAuthError> {
-    match clients::for_service_account(
-        &svc.cache,
-        &svc.config.operator_namespace,
-        identity,
-        assertion.client_id.as_deref(),
-    ) {
+    match clients::for_service_account(&svc.cache, identity, assertion.client_id.as_deref()) {
         Ok(client) => Ok(client),
         Err(NoApp::None) => Err(refused(Refused::NoApp)),
         Err(NoApp::Ambiguous) => Err(OAuthError::invalid_request(

@@ -165,9 +165,7 @@ async fn authenticate_secret(
     origin: Origin<'_>,
 ) -> Result<(KnownClient, SecretKind), OAuthError> {
     let now = Timestamp::now();
-    let Some(client) =
-        clients::lookup(&svc.cache, &svc.config.operator_namespace, &creds.client_id)
-    else {
+    let Some(client) = clients::lookup(&svc.cache, &creds.client_id) else {
         return Err(OAuthError::invalid_client(creds.basic));
     };
     if let Some(kind) =

@@ -36,7 +36,6 @@ pub fn admits(app: &M2MApp, identity: &SaIdentity) -> bool {
 /// The client the token acts as.
 pub fn for_service_account(
     cache: &Cache,
-    operator_namespace: &str,
     identity: &SaIdentity,
     client_id: Option<&str>,
 ) -> Result<KnownClient, NoApp> {
@@ -55,7 +54,7 @@ pub fn for_service_account(
             generate::client_id(first.metadata.uid.as_deref().ok_or(NoApp::None)?)
         }
     };
-    let client = lookup(cache, operator_namespace, &client_id).ok_or(NoApp::None)?;
+    let client = lookup(cache, &client_id).ok_or(NoApp::None)?;
     if admits(&client.app, identity) {
         Ok(client)
     } else {

@@ -54,11 +54,7 @@ async fn introspect_inner(
     if caller_grant.org_code.is_some() && caller_grant.org_code != claims.org_code {
         return Ok(inactive);
     }
-    let Some(subject) = clients::lookup(
-        &svc.cache,
-        &svc.config.operator_namespace,
-        &claims.client_id,
-    ) else {
+    let Some(subject) = clients::lookup(&svc.cache, &claims.client_id) else {
         return Ok(inactive);
     };
     if !matches!(
