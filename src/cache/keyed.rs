@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 /// The reading side: lookups, and whether the first list is in.
 pub struct Keyed<K, V> {
-    maps: Arc<RwLock<Maps<K, V>>>,
+    live: Arc<RwLock<HashMap<K, V>>>,
     ready: watch::Receiver<bool>,
 }
 
@@ -23,7 +23,7 @@ pub struct Keyed<K, V> {
 impl<K, V> Clone for Keyed<K, V> {
     fn clone(&self) -> Self {
         Self {
-            maps: self.maps.clone(),
+            live: self.live.clone(),
             ready: self.ready.clone(),
         }
     }
@@ -31,14 +31,11 @@ impl<K, V> Clone for Keyed<K, V> {
 
 /// The writing side, fed a watch's events (or a test's).
 pub struct KeyedWriter<K, V> {
-    maps: Arc<RwLock<Maps<K, V>>>,
-    ready: watch::Sender<bool>,
-}
-
-struct Maps<K, V> {
-    live: HashMap<K, V>,
-    /// The relist under way: what it has listed so far (it replaces `live` when done).
+    live: Arc<RwLock<HashMap<K, V>>>,
+    /// The relist under way: what it has listed so far (it replaces `live` when done; kept
+    /// outside the readers' lock, as kube's store keeps its buffer).
     relisting: Option<HashMap<K, V>>,
+    ready: watch::Sender<bool>,
 }
 
 /// The watch that fills a [`Keyed`] map stopped before its first list was in.
@@ -48,18 +45,16 @@ pub struct WriterDropped;
 
 /// An empty map and its writer.
 pub fn keyed<K, V>() -> (Keyed<K, V>, KeyedWriter<K, V>) {
-    let maps = Arc::new(RwLock::new(Maps {
-        live: HashMap::new(),
-        relisting: None,
-    }));
+    let live = Arc::new(RwLock::new(HashMap::new()));
     let (ready_tx, ready_rx) = watch::channel(false);
     (
         Keyed {
-            maps: maps.clone(),
+            live: live.clone(),
             ready: ready_rx,
         },
         KeyedWriter {
-            maps,
+            live,
+            relisting: None,
             ready: ready_tx,
         },
     )
@@ -100,8 +95,8 @@ impl<K: Eq + Hash, V: Clone> Keyed<K, V> {
     }
 
     fn read<T>(&self, f: impl FnOnce(&HashMap<K, V>) -> T) -> T {
-        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
-        f(&maps.live)
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        f(&live)
     }
 }
 
@@ -120,9 +115,7 @@ impl<K, V> Keyed<K, V> {
 impl<K: Eq + Hash, V> KeyedWriter<K, V> {
     /// An object was created or changed (outside a relist).
     pub fn apply(&mut self, key: K, value: V) {
-        self.write(|maps| {
-            maps.live.insert(key, value);
-        });
+        self.write().insert(key, value);
     }
 
     /// An object was deleted (outside a relist).
@@ -131,39 +124,53 @@ impl<K: Eq + Hash, V> KeyedWriter<K, V> {
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        self.write(|maps| {
-            maps.live.remove(key);
-        });
+        self.write().remove(key);
     }
 
-    /// A relist starts: what follows, up to [`Self::init_done`], is the whole of it.
+    /// A relist starts: what follows, up to [`Self::init_done`], is the whole of it (a relist
+    /// that starts again drops what the last one listed).
     pub fn init(&mut self) {
-        self.write(|maps| maps.relisting = Some(HashMap::new()));
+        self.relisting = Some(HashMap::new());
     }
 
-    /// One object of the relist.
+    /// One object of the relist (the readers still see the map from before it).
     pub fn init_apply(&mut self, key: K, value: V) {
-        self.write(|maps| {
-            maps.relisting
-                .get_or_insert_with(HashMap::new)
-                .insert(key, value);
-        });
+        self.relisting
+            .get_or_insert_with(HashMap::new)
+            .insert(key, value);
     }
 
+    fn write(&mut self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, V>> {
+        self.live.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> KeyedWriter<K, V> {
     /// The relist is complete: it replaces the map (an object deleted while the watch was down
-    /// is gone, and none was missing meanwhile), and the map is ready.
-    pub fn init_done(&mut self) {
-        self.write(|maps| {
-            let mut listed = maps.relisting.take().unwrap_or_default();
-            listed.shrink_to_fit();
-            maps.live = listed;
-        });
+    /// is gone, and none was missing meanwhile), and the map is ready. Returns what the relist
+    /// changed, for the change bus (what a reader woken by it then finds in the map): the values
+    /// that are new or not `same` as before, and the ones it removed.
+    pub fn init_done(&mut self, same: impl Fn(&V, &V) -> bool) -> Vec<V> {
+        let mut listed = self.relisting.take().unwrap_or_default();
+        listed.shrink_to_fit();
+        let mut changed: Vec<V> = {
+            let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+            listed
+                .iter()
+                .filter(|(key, value)| !live.get(*key).is_some_and(|old| same(old, value)))
+                .map(|(_, value)| value.clone())
+                .collect()
+        };
+        let old = std::mem::replace(&mut *self.write(), listed);
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        changed.extend(
+            old.into_iter()
+                .filter(|(key, _)| !live.contains_key(key))
+                .map(|(_, value)| value),
+        );
+        drop(live);
         self.ready.send_replace(true);
-    }
-
-    fn write(&mut self, f: impl FnOnce(&mut Maps<K, V>)) {
-        let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
-        f(&mut maps);
+        changed
     }
 }
 
@@ -188,8 +195,10 @@ mod tests {
         let (map, mut w) = keyed::<Box<str>, u32>();
         w.apply("gone".into(), 1);
         w.apply("kept".into(), 1);
+        w.apply("same".into(), 5);
         w.init();
         w.init_apply("kept".into(), 2);
+        w.init_apply("same".into(), 5);
         w.init_apply("new".into(), 1);
         assert_eq!(
             map.get("gone"),
@@ -198,13 +207,19 @@ mod tests {
         );
         assert_eq!(map.get("kept"), Some(1));
         assert_eq!(map.get("new"), None);
-        w.init_done();
+        let mut changed = w.init_done(|a, b| a == b);
+        changed.sort_unstable();
+        assert_eq!(
+            changed,
+            [1, 1, 2],
+            "new, removed (as they were) and changed, not the same"
+        );
         assert_eq!(map.get("gone"), None, "deleted while the watch was down");
         assert_eq!(map.get("kept"), Some(2));
         assert_eq!(map.get("new"), Some(1));
         let mut values = map.values();
         values.sort_unstable();
-        assert_eq!(values, [1, 2]);
+        assert_eq!(values, [1, 2, 5]);
     }
 
     #[tokio::test]
@@ -217,7 +232,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         w.init();
-        w.init_done();
+        assert!(w.init_done(|(), ()| true).is_empty());
         assert!(waiting.await.unwrap().is_ok());
 
         let (never, w) = keyed::<Box<str>, ()>();

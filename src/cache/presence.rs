@@ -75,7 +75,9 @@ impl PresenceWriter {
                     .into_iter()
                     .for_each(|k| names.init_apply(k, ()));
             }
-            watcher::Event::InitDone => names.init_done(),
+            watcher::Event::InitDone => {
+                names.init_done(|(), ()| true);
+            }
         }
     }
 }

@@ -139,34 +139,38 @@ impl Records {
 
 impl RecordsWriter {
     /// Applies one watch event of record Secrets, as kube's reflector store would (a relist
-    /// replaces the map when complete), and returns the record it touched, if any (what the
-    /// change bus carries: the map's own `Arc`).
-    pub fn apply(&mut self, event: watcher::Event<Secret>) -> Option<Arc<CachedRecord>> {
+    /// replaces the map when complete), and returns the records it touched (what the change
+    /// bus carries: the map's own `Arc`s). A relist's records are returned when it completes,
+    /// the new and changed ones and those it removed, so that whoever a change wakes finds
+    /// that version in the map (kube's store published each relisted object while the map
+    /// still held the old one, and a record deleted while the watch was down went unnoticed).
+    pub fn apply(&mut self, event: watcher::Event<Secret>) -> Vec<Arc<CachedRecord>> {
         let w = &mut self.by_name;
+        let record = |secret| CachedRecord::of(secret).map(Arc::new);
         match event {
-            watcher::Event::Apply(secret) => {
-                let record = Arc::new(CachedRecord::of(secret)?);
-                w.apply(record.name.clone(), record.clone());
-                Some(record)
-            }
-            watcher::Event::Delete(secret) => {
-                let record = Arc::new(CachedRecord::of(secret)?);
-                w.delete(&*record.name);
-                Some(record)
-            }
+            watcher::Event::Apply(secret) => record(secret)
+                .inspect(|r| w.apply(r.name.clone(), r.clone()))
+                .into_iter()
+                .collect(),
+            watcher::Event::Delete(secret) => record(secret)
+                .inspect(|r| w.delete(&*r.name))
+                .into_iter()
+                .collect(),
             watcher::Event::InitApply(secret) => {
-                let record = Arc::new(CachedRecord::of(secret)?);
-                w.init_apply(record.name.clone(), record.clone());
-                Some(record)
+                if let Some(r) = record(secret) {
+                    w.init_apply(r.name.clone(), r);
+                }
+                Vec::new()
             }
             watcher::Event::Init => {
                 w.init();
-                None
+                Vec::new()
             }
-            watcher::Event::InitDone => {
-                w.init_done();
-                None
-            }
+            watcher::Event::InitDone => w.init_done(|old, new| {
+                old.uid == new.uid
+                    && old.resource_version == new.resource_version
+                    && old.deleting == new.deleting
+            }),
         }
     }
 
@@ -278,38 +282,69 @@ mod tests {
     #[test]
     fn the_map_keeps_records_by_name_and_hands_the_bus_its_own_copy() {
         let (records, mut w) = records();
-        let touched = w.apply(watcher::Event::Apply(named("a", "1"))).unwrap();
+        let touched = w.apply(watcher::Event::Apply(named("a", "1")));
         let stored = records.get("a").unwrap();
-        assert!(Arc::ptr_eq(&touched, &stored), "no second copy on the bus");
+        assert!(
+            Arc::ptr_eq(&touched[0], &stored),
+            "no second copy on the bus"
+        );
         w.apply(watcher::Event::Apply(named("a", "2")));
         assert_eq!(
             records.get("a").unwrap().resource_version.as_deref(),
             Some("2")
         );
-        let deleted = w.apply(watcher::Event::Delete(named("a", "3"))).unwrap();
-        assert_eq!(&*deleted.name, "a", "a deletion is published too");
+        let deleted = w.apply(watcher::Event::Delete(named("a", "3")));
+        assert_eq!(&*deleted[0].name, "a", "a deletion is published too");
         assert!(records.get("a").is_none() && records.is_empty());
     }
 
     #[test]
-    fn a_relist_replaces_the_records_when_complete() {
+    fn a_relist_publishes_what_it_changed_once_the_map_holds_it() {
         let (records, mut w) = records();
         w.apply(watcher::Event::Apply(named("gone", "1")));
-        assert!(w.apply(watcher::Event::Init).is_none());
-        assert!(
-            w.apply(watcher::Event::InitApply(named("new", "2")))
-                .is_some()
-        );
+        w.apply(watcher::Event::Apply(named("changed", "1")));
+        w.apply(watcher::Event::Apply(named("same", "1")));
+        assert!(w.apply(watcher::Event::Init).is_empty());
+        for (name, rv) in [("changed", "2"), ("same", "1"), ("new", "1")] {
+            assert!(
+                w.apply(watcher::Event::InitApply(named(name, rv)))
+                    .is_empty(),
+                "nothing is published before the map holds it"
+            );
+        }
         assert!(
             records.get("gone").is_some(),
             "the old map answers meanwhile"
         );
-        assert!(w.apply(watcher::Event::InitDone).is_none());
+        let mut published: Vec<_> = w
+            .apply(watcher::Event::InitDone)
+            .iter()
+            .map(|r| {
+                (
+                    r.name.to_string(),
+                    r.resource_version.as_deref().map(str::to_owned),
+                )
+            })
+            .collect();
+        published.sort();
+        let version = |name: &str, rv: &str| (name.to_owned(), Some(rv.to_owned()));
+        assert_eq!(
+            published,
+            [
+                version("changed", "2"),
+                version("gone", "1"),
+                version("new", "1")
+            ],
+            "the removed one as it was, not the unchanged one"
+        );
+        for (name, rv) in [("changed", "2"), ("new", "1")] {
+            let now = records.get(name).unwrap();
+            assert_eq!(now.resource_version.as_deref(), Some(rv), "{name}");
+        }
         assert!(
             records.get("gone").is_none(),
             "deleted while the watch was down"
         );
-        assert_eq!(records.state().len(), 1);
-        assert!(records.get("new").is_some());
+        assert_eq!(records.state().len(), 3);
     }
 }

@@ -178,7 +178,7 @@ pub(super) fn spawn_records(
         .for_each(move |event| {
             match event {
                 Ok(event) => {
-                    if let Some(record) = writer.apply(event) {
+                    for record in writer.apply(event) {
                         // No subscriber (not the leader) is fine.
                         let _ = changes.send(Change::Record(record));
                     }
