@@ -4,7 +4,7 @@ use std::{path::Path, process::Command};
 
 #[test]
 fn checked_in_crds_match_the_types() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = m2m_operator_testkit::install::repo_root();
     let out = Command::new(env!("CARGO_BIN_EXE_m2m-operator"))
         .arg("crd")
         .output()
@@ -54,7 +54,7 @@ fn crd_out_dir_writes_one_file_per_kind() {
 
 #[test]
 fn the_crd_reference_matches_the_types() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = m2m_operator_testkit::install::repo_root();
     let out = Command::new(env!("CARGO_BIN_EXE_m2m-operator"))
         .args(["crd", "--reference"])
         .output()
@@ -75,7 +75,7 @@ fn the_crd_reference_matches_the_types() {
 /// of them is compared in `hack/chart.sh check`).
 #[test]
 fn the_chart_installs_the_same_crd_files() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = m2m_operator_testkit::install::repo_root();
     let read = |dir: &Path| -> Vec<(String, Vec<u8>)> {
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))

@@ -3,7 +3,6 @@
 
 #![allow(clippy::expect_used)] // a test helper: a panic is the failure report
 
-use std::path::Path;
 
 #[test]
 fn the_workload_configmap_holds_the_script() {
@@ -16,7 +15,7 @@ fn the_keyless_workload_configmap_holds_its_script() {
 }
 
 fn check(manifest_file: &str, script_file: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let root = m2m_operator_testkit::install::repo_root().join("examples");
     let script = std::fs::read_to_string(root.join("workload").join(script_file)).expect("script");
     let manifest = std::fs::read_to_string(root.join(manifest_file)).expect("manifest");
     let configmap = serde_yaml::Deserializer::from_str(&manifest)

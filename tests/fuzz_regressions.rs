@@ -2,11 +2,10 @@
 //! `fuzz/regressions/<target>/`) through the fuzz targets on stable Rust, so a fixed crash
 //! stays fixed even where nightly and cargo-fuzz are not installed.
 
-use std::path::Path;
 
 #[test]
 fn every_seed_and_regression_input_passes_its_target() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = m2m_operator_testkit::install::repo_root().join("fuzz");
     let mut replayed = 0;
     for (target, run) in m2m_operator_testkit::fuzzing::TARGETS {
         for dir in ["seeds", "regressions"] {

@@ -271,7 +271,7 @@ async fn failed_assertions_are_throttled_like_wrong_secrets() {
 
 /// A Python with authlib: a venv under the cache made from tests/external/requirements.txt.
 fn python() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = m2m_operator_testkit::install::repo_root();
     let requirements = root.join("tests/external/requirements.txt");
     let cache = std::env::var("M2M_CACHE_DIR").map_or_else(
         |_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/m2m-operator"),
@@ -312,7 +312,7 @@ async fn authlib_gets_a_token_with_private_key_jwt() {
     std::fs::write(&key_file, &k.ec_pem).unwrap();
     let python = tokio::task::spawn_blocking(python).await.unwrap();
     let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/external/private_key_jwt.py");
+        m2m_operator_testkit::install::repo_root().join("tests/external/private_key_jwt.py");
     let url = format!("http://{}/oauth2/token", served.addr);
     let out = tokio::process::Command::new(python)
         .arg(script)

@@ -40,10 +40,25 @@ pub fn service_account_groups(namespace: &str) -> Vec<String> {
     ]
 }
 
-/// The repository (the operator crate's root, one level above this test kit).
+/// The repository (the operator crate's root, one level above this test kit), found at run
+/// time: cargo sets `CARGO_MANIFEST_DIR` for the tests it runs, and the checkout is the first
+/// directory upwards that holds `testkit/Cargo.toml`. The path compiled in is only the last
+/// resort: a build cache shared by two checkouts reuses artifacts across them, so a compiled-in
+/// path can name the other checkout (or one since deleted).
 pub fn repo_root() -> PathBuf {
-    let kit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    kit.parent().map(PathBuf::from).unwrap_or(kit)
+    let compiled = || PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(compiled);
+    start
+        .ancestors()
+        .find(|dir| dir.join("testkit/Cargo.toml").is_file())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let kit = compiled();
+            kit.parent().map(PathBuf::from).unwrap_or(kit)
+        })
 }
 
 /// The CRDs as checked in under `crds/`, by file name.
