@@ -3,7 +3,6 @@
 
 #![allow(clippy::expect_used)] // a test helper: a panic is the failure report
 
-
 #[test]
 fn the_workload_configmap_holds_the_script() {
     check("30-workload.yaml", "get-token.sh");

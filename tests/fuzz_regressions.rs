@@ -2,7 +2,6 @@
 //! `fuzz/regressions/<target>/`) through the fuzz targets on stable Rust, so a fixed crash
 //! stays fixed even where nightly and cargo-fuzz are not installed.
 
-
 #[test]
 fn every_seed_and_regression_input_passes_its_target() {
     let root = m2m_operator_testkit::install::repo_root().join("fuzz");

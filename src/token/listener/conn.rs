@@ -220,10 +220,10 @@ impl Listener {
             }
             self.metrics.closed("evicted");
         } else {
-            let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-            self.metrics
-                .open
-                .set(i64::try_from(open).unwrap_or(i64::MAX));
+            self.open.fetch_add(1, Ordering::AcqRel);
+            // Counted, not set from the count: a value read before another thread's update
+            // and set after it would stay wrong.
+            self.metrics.open.inc();
         }
         let conn = Arc::new(Conn {
             listener: self.clone(),
@@ -241,10 +241,8 @@ impl Listener {
     }
 
     fn release(&self) {
-        let open = self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
-        self.metrics
-            .open
-            .set(i64::try_from(open).unwrap_or(i64::MAX));
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.open.dec();
     }
 }
 

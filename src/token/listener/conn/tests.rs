@@ -99,3 +99,26 @@ fn the_queue_of_closed_connections_does_not_grow() {
     let queued = listener.queue.lock().unwrap().len();
     assert!(queued <= 2 * 2 + EVICTION_SCAN + 1, "{queued}");
 }
+
+#[test]
+fn the_open_gauge_ends_at_zero_however_closes_and_accepts_interleave() {
+    // Accepts and closes on several threads at once, as the runtime's workers do them; once
+    // every connection is closed the gauge says so (it was set from a count read before
+    // another thread's update, and could stay at 1 or more with nothing open).
+    let metrics = ConnectionMetrics::default();
+    let listener = Listener::new(limits(1 << 20), metrics.clone());
+    for _ in 0..20 {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..2_000 {
+                        let held: Vec<_> = (0..4).map(|_| listener.admit().unwrap()).collect();
+                        drop(held);
+                    }
+                });
+            }
+        });
+        assert_eq!(listener.open.load(Ordering::Acquire), 0);
+        assert_eq!(metrics.open.get(), 0, "nothing is open");
+    }
+}
