@@ -145,15 +145,25 @@ impl<K: Eq + Hash, V> KeyedWriter<K, V> {
     }
 }
 
+/// What a completed relist changed (see [`KeyedWriter::init_done`]).
+#[derive(Debug, PartialEq)]
+pub struct Relisted<V> {
+    /// The values that are new or not the same as before (as the map now holds them).
+    pub changed: Vec<V>,
+    /// The values of the keys the relist no longer lists (as they were): deleted while the
+    /// watch was down.
+    pub removed: Vec<V>,
+}
+
 impl<K: Eq + Hash, V: Clone> KeyedWriter<K, V> {
     /// The relist is complete: it replaces the map (an object deleted while the watch was down
     /// is gone, and none was missing meanwhile), and the map is ready. Returns what the relist
     /// changed, for the change bus (what a reader woken by it then finds in the map): the values
     /// that are new or not `same` as before, and the ones it removed.
-    pub fn init_done(&mut self, same: impl Fn(&V, &V) -> bool) -> Vec<V> {
+    pub fn init_done(&mut self, same: impl Fn(&V, &V) -> bool) -> Relisted<V> {
         let mut listed = self.relisting.take().unwrap_or_default();
         listed.shrink_to_fit();
-        let mut changed: Vec<V> = {
+        let changed: Vec<V> = {
             let live = self.live.read().unwrap_or_else(|e| e.into_inner());
             listed
                 .iter()
@@ -163,14 +173,14 @@ impl<K: Eq + Hash, V: Clone> KeyedWriter<K, V> {
         };
         let old = std::mem::replace(&mut *self.write(), listed);
         let live = self.live.read().unwrap_or_else(|e| e.into_inner());
-        changed.extend(
-            old.into_iter()
-                .filter(|(key, _)| !live.contains_key(key))
-                .map(|(_, value)| value),
-        );
+        let removed = old
+            .into_iter()
+            .filter(|(key, _)| !live.contains_key(key))
+            .map(|(_, value)| value)
+            .collect();
         drop(live);
         self.ready.send_replace(true);
-        changed
+        Relisted { changed, removed }
     }
 }
 
@@ -207,13 +217,13 @@ mod tests {
         );
         assert_eq!(map.get("kept"), Some(1));
         assert_eq!(map.get("new"), None);
-        let mut changed = w.init_done(|a, b| a == b);
+        let Relisted {
+            mut changed,
+            removed,
+        } = w.init_done(|a, b| a == b);
         changed.sort_unstable();
-        assert_eq!(
-            changed,
-            [1, 1, 2],
-            "new, removed (as they were) and changed, not the same"
-        );
+        assert_eq!(changed, [1, 2], "new and changed, not the same");
+        assert_eq!(removed, [1], "the removed one as it was");
         assert_eq!(map.get("gone"), None, "deleted while the watch was down");
         assert_eq!(map.get("kept"), Some(2));
         assert_eq!(map.get("new"), Some(1));
@@ -232,11 +242,39 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         w.init();
-        assert!(w.init_done(|(), ()| true).is_empty());
+        assert_eq!(
+            w.init_done(|(), ()| true),
+            Relisted {
+                changed: vec![],
+                removed: vec![]
+            }
+        );
         assert!(waiting.await.unwrap().is_ok());
 
         let (never, w) = keyed::<Box<str>, ()>();
         drop(w);
         assert!(never.wait_until_ready().await.is_err());
+    }
+
+    #[test]
+    fn a_relist_that_starts_again_forgets_what_the_failed_one_listed() {
+        let (map, mut w) = keyed::<Box<str>, u32>();
+        w.apply("a".into(), 1);
+        w.init();
+        w.init_apply("b".into(), 1);
+        // The list failed midway; the watcher lists again from the start, and "b" was
+        // deleted in between.
+        w.init();
+        w.init_apply("a".into(), 1);
+        let relisted = w.init_done(|x, y| x == y);
+        assert_eq!(map.get("b"), None, "only what the completed relist listed");
+        assert_eq!(map.get("a"), Some(1));
+        assert_eq!(
+            relisted,
+            Relisted {
+                changed: vec![],
+                removed: vec![]
+            }
+        );
     }
 }

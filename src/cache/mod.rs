@@ -74,6 +74,10 @@ pub enum Change {
     Namespace(Arc<PartialObjectMeta<Namespace>>),
     TenantSecret(Arc<PartialObjectMeta<Secret>>),
     Record(Arc<CachedRecord>),
+    /// A relist of the tenant Secrets (after the watch was down) found some deleted, which no
+    /// Delete event told of; whose they were is not kept (the set holds names only), so their
+    /// apps are found by reconciling every app.
+    TenantSecretsRemoved,
 }
 
 impl Change {
@@ -182,6 +186,7 @@ impl Cache {
             strip::tenant_secret,
             changes.clone(),
             Change::TenantSecret,
+            || Change::TenantSecretsRemoved,
             shutdown.clone(),
         );
         let records = spawn_records(

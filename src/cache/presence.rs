@@ -63,8 +63,10 @@ impl Presence {
 impl PresenceWriter {
     /// Applies one watch event, as kube's reflector store does: a relist (`Init` ..
     /// `InitDone`) replaces the set when it is complete, so an object deleted while the watch
-    /// was down is gone afterwards and none is missing meanwhile.
-    pub fn apply_watcher_event<K: Resource>(&mut self, event: &watcher::Event<K>) {
+    /// was down is gone afterwards and none is missing meanwhile. Returns how many objects a
+    /// completed relist removed (deleted while the watch was down: no Delete event told of
+    /// them, and the set does not keep whom they belonged to).
+    pub fn apply_watcher_event<K: Resource>(&mut self, event: &watcher::Event<K>) -> usize {
         let names = &mut self.names;
         match event {
             watcher::Event::Apply(obj) => key_of(obj).into_iter().for_each(|k| names.apply(k, ())),
@@ -75,10 +77,9 @@ impl PresenceWriter {
                     .into_iter()
                     .for_each(|k| names.init_apply(k, ()));
             }
-            watcher::Event::InitDone => {
-                names.init_done(|(), ()| true);
-            }
+            watcher::Event::InitDone => return names.init_done(|(), ()| true).removed.len(),
         }
+        0
     }
 }
 
@@ -127,12 +128,24 @@ mod tests {
             "the old set answers until the list is in"
         );
         assert!(!set.contains("a", "new"));
-        w.apply_watcher_event(&watcher::Event::<Secret>::InitDone);
+        assert_eq!(
+            w.apply_watcher_event(&watcher::Event::<Secret>::InitDone),
+            1,
+            "one removed (the new one is not counted)"
+        );
         assert!(
             !set.contains("a", "gone"),
             "deleted while the watch was down"
         );
         assert!(set.contains("a", "kept") && set.contains("a", "new"));
         assert_eq!(set.len(), 2);
+        w.apply_watcher_event(&watcher::Event::<Secret>::Init);
+        w.apply_watcher_event(&watcher::Event::InitApply(secret("a", "kept")));
+        w.apply_watcher_event(&watcher::Event::InitApply(secret("a", "new")));
+        assert_eq!(
+            w.apply_watcher_event(&watcher::Event::<Secret>::InitDone),
+            0,
+            "a relist that lists all of them removed none"
+        );
     }
 }

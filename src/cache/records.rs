@@ -166,11 +166,16 @@ impl RecordsWriter {
                 w.init();
                 Vec::new()
             }
-            watcher::Event::InitDone => w.init_done(|old, new| {
-                old.uid == new.uid
-                    && old.resource_version == new.resource_version
-                    && old.deleting == new.deleting
-            }),
+            watcher::Event::InitDone => {
+                let relisted = w.init_done(|old, new| {
+                    old.uid == new.uid
+                        && old.resource_version == new.resource_version
+                        && old.deleting == new.deleting
+                });
+                let mut touched = relisted.changed;
+                touched.extend(relisted.removed);
+                touched
+            }
         }
     }
 

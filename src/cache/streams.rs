@@ -142,13 +142,15 @@ where
 }
 
 /// A watch whose store only says which objects exist ([`Presence`]): each object stripped by
-/// `strip` is published on the change bus, and only its namespace and name are kept.
+/// `strip` is published on the change bus, and only its namespace and name are kept; a relist
+/// that removed some publishes `removed()` (which ones is not kept).
 pub(super) fn spawn_presence<K>(
     api: Api<K>,
     config: watcher::Config,
     strip: fn(&mut K),
     changes: broadcast::Sender<Change>,
     wrap: fn(Arc<K>) -> Change,
+    removed: fn() -> Change,
     shutdown: CancellationToken,
 ) -> Presence
 where
@@ -156,10 +158,16 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (set, mut writer) = presence::presence();
+    let told = changes.clone();
     let stream = watcher(api, config)
         .backoff(super::backoff::watch_backoff())
         .modify(strip)
-        .inspect_ok(move |event| writer.apply_watcher_event(event));
+        .inspect_ok(move |event| {
+            if writer.apply_watcher_event(event) > 0 {
+                // Once the set no longer holds them. No subscriber (not the leader) is fine.
+                let _ = told.send(removed());
+            }
+        });
     publish(stream, |_| None, changes, wrap, shutdown);
     set
 }

@@ -248,9 +248,14 @@ async fn run_apps(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches_shared_stream(shared(&cache, &resync, Change::namespace), move |ns| {
             app::triggers::apps_in_namespace(&apps_by_ns, &ns)
         })
-        .watches_shared_stream(shared(&cache, &resync, Change::tenant_secret), |secret| {
-            app::triggers::owner_of_secret(&secret)
-        })
+        .watches_shared_stream(
+            shared(
+                &cache,
+                &resync,
+                app::triggers::tenant_secrets_or_resync(&resync),
+            ),
+            |secret| app::triggers::owner_of_secret(&secret),
+        )
         .reconcile_on(
             shared(&cache, &resync, Change::record)
                 .filter_map(|record| future::ready(app::triggers::app_of_record(&record))),

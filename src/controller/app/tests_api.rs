@@ -104,10 +104,11 @@ impl Harness {
                 .unwrap()
             });
         match secret {
-            Some(s) => self
-                .writers
-                .tenant_secrets
-                .apply_watcher_event(&Event::Apply(s)),
+            Some(s) => {
+                self.writers
+                    .tenant_secrets
+                    .apply_watcher_event(&Event::Apply(s));
+            }
             None => {
                 self.writers
                     .tenant_secrets

@@ -7,7 +7,14 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use crate::api::{M2MApp, Organization, names::LABEL_APP};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::{
+    api::{M2MApp, Organization, names::LABEL_APP},
+    cache::Change,
+};
 
 /// The apps bound to `org`.
 pub fn apps_of_org(apps: &Store<M2MApp>, org: &Organization) -> Vec<ObjectRef<M2MApp>> {
@@ -93,4 +100,43 @@ pub fn orgs_with_uids(
         .filter(|o| o.metadata.uid.as_ref().is_some_and(|u| uids.contains(u)))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
+}
+
+/// The tenant Secrets from the change bus; a relist that found some deleted (whose apps the
+/// cache does not know) asks for a full resync through `resync`, after which each app whose
+/// Secret is gone issues it again.
+pub fn tenant_secrets_or_resync(
+    resync: &mpsc::UnboundedSender<()>,
+) -> impl Fn(Change) -> Option<Arc<PartialObjectMeta<Secret>>> + Send + 'static {
+    let resync = resync.clone();
+    move |change| match change {
+        Change::TenantSecretsRemoved => {
+            let _ = resync.send(());
+            None
+        }
+        change => change.tenant_secret(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_secrets_removed_while_the_watch_was_down_ask_for_a_full_resync() {
+        let (resync, mut requests) = mpsc::unbounded_channel();
+        let pick = tenant_secrets_or_resync(&resync);
+        let secret = Arc::new(PartialObjectMeta::<Secret>::default());
+        assert!(
+            pick(Change::TenantSecret(secret.clone())).is_some_and(|s| Arc::ptr_eq(&s, &secret))
+        );
+        assert!(
+            requests.try_recv().is_err(),
+            "a Secret's change is no resync"
+        );
+        assert!(pick(Change::TenantSecretsRemoved).is_none());
+        assert_eq!(requests.try_recv(), Ok(()), "every app is reconciled");
+        assert!(pick(Change::Namespace(Arc::new(PartialObjectMeta::default()))).is_none());
+        assert!(requests.try_recv().is_err());
+    }
 }

@@ -1,6 +1,8 @@
 //! A test-controlled HTTP proxy in front of the API server, for one operator process: it sees
 //! every request that process makes (what reached the API server, with its method and status),
-//! and it can cut that process's Lease requests while its other requests still pass.
+//! and it can cut that process's Lease requests while its other requests still pass, or hold
+//! its watches of one path (a watch down while the API server works) and then end them as
+//! an API server does whose history no longer reaches back (410 Gone: the process relists).
 //!
 //! The operator speaks plain HTTP to the proxy (a kubeconfig of its own, no credentials); the
 //! proxy forwards with the test's admin client. The operator's impersonation headers pass
@@ -48,7 +50,13 @@ struct ProxyState {
     client: kube::Client,
     leases_cut: AtomicBool,
     log: Mutex<Vec<Forwarded>>,
+    /// The path (without query) whose watches are held, if any; a change ends the watches of
+    /// the newly held path that are streaming.
+    watches_held: tokio::sync::watch::Sender<Option<String>>,
 }
+
+/// What an API server sends on a watch whose resourceVersion it no longer has.
+const GONE: &str = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"too old resource version\",\"reason\":\"Expired\",\"code\":410}}\n";
 
 /// The proxy; stops when dropped.
 pub struct ApiProxy {
@@ -64,6 +72,7 @@ impl ApiProxy {
             client,
             leases_cut: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
+            watches_held: tokio::sync::watch::Sender::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -108,6 +117,19 @@ impl ApiProxy {
         self.state.leases_cut.store(false, Ordering::SeqCst);
     }
 
+    /// Ends the process's watches of `path` (e.g. `/api/v1/secrets`, all namespaces) and holds
+    /// the ones it starts again, unanswered: its other requests (lists, writes, other watches)
+    /// still pass, so what changes meanwhile it does not see.
+    pub fn hold_watches(&self, path: &str) {
+        self.state.watches_held.send_replace(Some(path.to_owned()));
+    }
+
+    /// The held watches are answered as by an API server that no longer has the version they
+    /// ask for (410 Gone, in the stream), so the process lists again.
+    pub fn release_watches_as_gone(&self) {
+        self.state.watches_held.send_replace(None);
+    }
+
     /// Every request forwarded so far.
     pub fn forwarded(&self) -> Vec<Forwarded> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -128,6 +150,29 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let watch = parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+        .then(|| parts.uri.path().to_owned());
+    if let Some(watched) = &watch {
+        let mut held = state.watches_held.subscribe();
+        let mut was_held = false;
+        while held.borrow_and_update().as_deref() == Some(watched.as_str()) {
+            was_held = true;
+            if held.changed().await.is_err() {
+                break;
+            }
+        }
+        if was_held {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                GONE,
+            )
+                .into_response();
+        }
     }
     let at = Instant::now();
     let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
@@ -164,7 +209,19 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             parts.headers.remove(header::CONNECTION);
             parts.headers.remove(header::TRANSFER_ENCODING);
             parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, axum::body::Body::new(body))
+            let body = axum::body::Body::new(body);
+            let Some(watched) = watch else {
+                return Response::from_parts(parts, body);
+            };
+            // A watch of a path that becomes held ends (the process then watches again).
+            let mut held = state.watches_held.subscribe();
+            let ends = async move {
+                let _ = held
+                    .wait_for(|h| h.as_deref() == Some(watched.as_str()))
+                    .await;
+            };
+            let stream = futures::StreamExt::take_until(body.into_data_stream(), Box::pin(ends));
+            Response::from_parts(parts, axum::body::Body::from_stream(stream))
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }

@@ -2,6 +2,7 @@
 //! the API server refuses, oversized objects, unreadable objects.
 
 mod organizations;
+mod relists;
 
 use std::time::Duration;
 
