@@ -1,41 +1,35 @@
 //! What changes while a watch is down is seen after it lists again: a tenant's credential
-//! Secret deleted then (no Delete event ever tells of it) is issued again once the operator
-//! relists, not at the next `--resync` (1 h).
+//! Secret or a client record deleted then (no Delete event ever tells of it) is issued or
+//! recovered once the operator relists, not at the next `--resync` (1 h).
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, api::DeleteParams};
+use m2m_operator::credentials::record::record_name;
 use serde_json::json;
 
 use crate::{
     api_proxy::ApiProxy,
     common::{self, TestNamespace, wait_for},
     fixtures::*,
-    operator::{Operator, Options},
+    operator::{OPERATOR_NAMESPACE, Operator, Options},
 };
 
 /// The watch of the tenant Secrets (all namespaces).
 const TENANT_SECRETS: &str = "/api/v1/secrets";
 
-#[tokio::test]
-async fn a_secret_deleted_while_the_watch_was_down_is_issued_again_after_the_relist() {
-    let client = common::client().await;
-    let proxy = ApiProxy::start(client.clone()).await;
+/// An operator whose API requests go through `proxy`, with one issued app in `ns`, once the
+/// operator is done with it (its status and record writes wake it again for a moment), so
+/// that only a watch event could tell it of what the test deletes.
+async fn issued_and_quiet(client: &kube::Client, proxy: &ApiProxy, ns: &str) -> Operator {
     let mut options = Options::default();
     options
         .extra_env
         .push(("KUBECONFIG".into(), proxy.kubeconfig.display().to_string()));
-    let _op = Operator::start_with(&client, options).await;
-    let ns = TestNamespace::new(&client, "m2m-relist").await;
-    apply_app(&client, &ns.name, "agent", json!({"audiences": ["api"]})).await;
-    wait_app_reason(&client, &ns.name, "agent", "True", "CredentialsIssued").await;
-    let original = get_secret(&client, &ns.name, "agent-credentials")
-        .await
-        .expect("issued");
-
-    // Until the operator is done with the app (its status and record writes wake it again
-    // for a moment), so that only a watch event could tell it of the deletion below.
+    let op = Operator::start_with(client, options).await;
+    apply_app(client, ns, "agent", json!({"audiences": ["api"]})).await;
+    wait_app_reason(client, ns, "agent", "True", "CredentialsIssued").await;
     wait_for(
         "the operator quiet for 3 s",
         Duration::from_secs(60),
@@ -49,6 +43,28 @@ async fn a_secret_deleted_while_the_watch_was_down_is_issued_again_after_the_rel
         },
     )
     .await;
+    op
+}
+
+/// The lists (not watches) of `path` the operator made so far.
+fn lists(proxy: &ApiProxy, path: &str) -> usize {
+    proxy
+        .forwarded()
+        .iter()
+        .filter(|f| f.path.starts_with(&format!("{path}?")) && !f.path.contains("watch="))
+        .count()
+}
+
+#[tokio::test]
+async fn a_secret_deleted_while_the_watch_was_down_is_issued_again_after_the_relist() {
+    let client = common::client().await;
+    let proxy = ApiProxy::start(client.clone()).await;
+    let ns = TestNamespace::new(&client, "m2m-relist").await;
+    let _op = issued_and_quiet(&client, &proxy, &ns.name).await;
+    let original = get_secret(&client, &ns.name, "agent-credentials")
+        .await
+        .expect("issued");
+
     proxy.hold_watches(TENANT_SECRETS);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     secrets
@@ -64,14 +80,7 @@ async fn a_secret_deleted_while_the_watch_was_down_is_issued_again_after_the_rel
         "recreated although the operator could not see the deletion"
     );
 
-    let lists = || {
-        proxy
-            .forwarded()
-            .iter()
-            .filter(|f| f.path.starts_with(TENANT_SECRETS) && !f.path.contains("watch="))
-            .count()
-    };
-    let listed_before = lists();
+    let listed_before = lists(&proxy, TENANT_SECRETS);
     proxy.release_watches_as_gone();
     let recreated = wait_for(
         "the Secret issued again after the relist",
@@ -91,9 +100,48 @@ async fn a_secret_deleted_while_the_watch_was_down_is_issued_again_after_the_rel
         "the client id is stable"
     );
     assert!(
-        lists() > listed_before,
+        lists(&proxy, TENANT_SECRETS) > listed_before,
         "the operator listed the tenant Secrets again"
     );
     wait_app_reason(&client, &ns.name, "agent", "True", "CredentialsIssued").await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_record_deleted_while_the_watch_was_down_is_recovered_after_the_relist() {
+    let client = common::client().await;
+    let proxy = ApiProxy::start(client.clone()).await;
+    let ns = TestNamespace::new(&client, "m2m-relist-rec").await;
+    let _op = issued_and_quiet(&client, &proxy, &ns.name).await;
+    let app = get_app(&client, &ns.name, "agent").await;
+    let records_path = format!("/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets");
+
+    // Holds the signing keys' watch too (same path); neither is needed meanwhile.
+    proxy.hold_watches(&records_path);
+    let records: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    records
+        .delete(&record_name(&uid(&app)), &DeleteParams::default())
+        .await
+        .expect("delete the record");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        record(&client, &uid(&app)).await.is_none(),
+        "recovered although the operator could not see the deletion"
+    );
+
+    let listed_before = lists(&proxy, &records_path);
+    proxy.release_watches_as_gone();
+    let recovered = wait_for(
+        "the record recovered after the relist",
+        Duration::from_secs(30),
+        || async {
+            record(&client, &uid(&app))
+                .await
+                .ok_or_else(|| "missing".to_owned())
+        },
+    )
+    .await;
+    assert!(recovered.current.is_some(), "it holds the current hash");
+    assert!(lists(&proxy, &records_path) > listed_before);
     ns.delete().await;
 }
