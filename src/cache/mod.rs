@@ -74,9 +74,10 @@ pub enum Change {
     Namespace(Arc<PartialObjectMeta<Namespace>>),
     TenantSecret(Arc<PartialObjectMeta<Secret>>),
     Record(Arc<CachedRecord>),
-    /// A relist of the tenant Secrets (after the watch was down) found some deleted, which no
-    /// Delete event told of; whose they were is not kept (the set holds names only), so their
-    /// apps are found by reconciling every app.
+    /// A relist of the tenant Secrets (after the watch was down) found some deleted, or deleted
+    /// and created again under the same name (another UID: a planted one may name no owner),
+    /// which no Delete event told of; whose they were is not kept (the set holds names and UID
+    /// hashes only), so their apps are found by reconciling every app.
     TenantSecretsRemoved,
 }
 

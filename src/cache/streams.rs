@@ -142,8 +142,9 @@ where
 }
 
 /// A watch whose store only says which objects exist ([`Presence`]): each object stripped by
-/// `strip` is published on the change bus, and only its namespace and name are kept; a relist
-/// that removed some publishes `removed()` (which ones is not kept).
+/// `strip` is published on the change bus, and only its namespace, name and a hash of its UID
+/// are kept; a relist that removed or replaced some publishes `removed()` (which ones is not
+/// kept).
 pub(super) fn spawn_presence<K>(
     api: Api<K>,
     config: watcher::Config,
