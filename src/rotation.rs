@@ -178,10 +178,10 @@ mod tests {
     #[test]
     fn a_due_schedule_waits_for_the_grace_period_to_end() {
         let mut r = record(); // last rotation at t=100
-        r.previous = Some(crate::credentials::record::Previous {
+        r.previous = Some(Box::new(crate::credentials::record::Previous {
             hash: r.current.clone().unwrap(),
             expires_at: t(500),
-        });
+        }));
         let every = Some(Duration::from_secs(60));
         assert_eq!(next_rotation(&r, every), Some(t(500)));
         assert_eq!(decide(&r, Some("1"), None, every, t(499)).rotate, None);

@@ -67,12 +67,14 @@ pub struct ClientRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<PhcHash>,
     /// Hash of a secret being rotated in: accepted, and promoted to `current` once the tenant
-    /// Secret holds it.
+    /// Secret holds it. Boxed, as `previous`: both are set only around a rotation, and every
+    /// replica caches every record (320 instead of 232 bytes inline: 384- instead of 256-byte
+    /// blocks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<Pending>,
+    pub pending: Option<Box<Pending>>,
     /// Hash of the previous secret during its grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<Previous>,
+    pub previous: Option<Box<Previous>>,
     /// 1 at issue, +1 per rotation.
     pub revision: i64,
     /// When `current` was issued by issue or rotation.
@@ -202,6 +204,13 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_record_fits_a_256_byte_block() {
+        // Every replica holds one `Arc<ClientRecord>` per app: with its two counters it is one
+        // allocation, and jemalloc's classes go 256, 320, 384.
+        assert!(std::mem::size_of::<ClientRecord>() + 16 <= 256);
+    }
+
+    #[test]
     fn round_trips_through_a_secret_without_plaintext() {
         let rec = record("0b0e2f4a-0000-4000-8000-000000000001");
         let secret = rec.to_secret("m2m-system").unwrap();
@@ -222,10 +231,10 @@ mod tests {
     fn previous_is_accepted_only_before_it_expires() {
         let mut rec = record("uid");
         let t = |s: i64| Timestamp::from_second(s).unwrap();
-        rec.previous = Some(Previous {
+        rec.previous = Some(Box::new(Previous {
             hash: rec.current.clone().unwrap(),
             expires_at: t(100),
-        });
+        }));
         let kinds = |now| rec.accepted_hashes(now).map(|(_, k)| k).collect::<Vec<_>>();
         assert_eq!(kinds(t(99)), [SecretKind::Current, SecretKind::Previous]);
         assert_eq!(kinds(t(100)), [SecretKind::Current]);
@@ -244,10 +253,10 @@ mod tests {
         .unwrap();
         assert!(!json.contains("argon2"), "{json}");
         assert_eq!(rec.accepted_hashes(t(0)).count(), 0);
-        rec.previous = Some(Previous {
+        rec.previous = Some(Box::new(Previous {
             hash: retired,
             expires_at: t(100),
-        });
+        }));
         let kinds = |now| rec.accepted_hashes(now).map(|(_, k)| k).collect::<Vec<_>>();
         assert_eq!(kinds(t(99)), [SecretKind::Previous]);
         assert!(kinds(t(100)).is_empty());

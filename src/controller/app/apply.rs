@@ -261,14 +261,14 @@ impl<'a> Writes<'a> {
         grant: &Grant,
     ) -> Result<ClientRecord, Error> {
         let new_secret = generate::client_secret()?;
-        record.pending = Some(Pending {
+        record.pending = Some(Box::new(Pending {
             hash: self.hash(&new_secret).await?,
             rotate_request: match cause {
                 Cause::Requested(value) => Some(value.clone()),
                 Cause::Scheduled => None,
             },
             started_at: self.o.now,
-        });
+        }));
         self.write_record(&record).await?;
         let next = ClientRecord {
             revision: record.revision + 1,

@@ -330,10 +330,10 @@ mod tests {
         let mut rec = record();
         let now = t(50) + k8s_openapi::jiff::SignedDuration::from_millis(123);
         rec.last_rotation_time = now;
-        rec.previous = Some(Previous {
+        rec.previous = Some(Box::new(Previous {
             hash: rec.current.clone().unwrap(),
             expires_at: now + k8s_openapi::jiff::SignedDuration::from_secs(3600),
-        });
+        }));
         let grant = ok();
         let desired = status(&StatusInputs {
             app: &a,
@@ -357,10 +357,10 @@ mod tests {
     fn status_hides_an_expired_grace_period() {
         let a = app();
         let mut rec = record();
-        rec.previous = Some(Previous {
+        rec.previous = Some(Box::new(Previous {
             hash: rec.current.clone().unwrap(),
             expires_at: t(100),
-        });
+        }));
         let grant = ok();
         let at = |now| {
             status(&StatusInputs {

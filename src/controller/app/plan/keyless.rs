@@ -92,7 +92,7 @@ fn update(o: &Observed<'_>, existing: &ClientRecord) -> (ClientRecord, bool, boo
     let retired = record.current.take().is_some();
     if let Some(hash) = retiring.filter(|_| retired) {
         record.previous = rotation::previous_expires_at(o.now, o.app.grace_period())
-            .map(|expires_at| Previous { hash, expires_at });
+            .map(|expires_at| Box::new(Previous { hash, expires_at }));
         record.revision += 1;
         record.last_rotation_time = o.now;
     }

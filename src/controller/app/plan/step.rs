@@ -182,7 +182,7 @@ pub fn promote(record: ClientRecord, promotion: &Promotion) -> ClientRecord {
         previous: promotion
             .previous_expires_at
             .zip(record.current.clone())
-            .map(|(expires_at, hash)| Previous { hash, expires_at }),
+            .map(|(expires_at, hash)| Box::new(Previous { hash, expires_at })),
         current: Some(pending.hash),
         pending: None,
         revision: record.revision + 1,

@@ -48,10 +48,10 @@ async fn verifies_once_then_remembers_until_the_hash_is_dropped() {
     // Rotated: the old hash becomes previous, then expires.
     let old = rec.current.clone().unwrap();
     rec.current = Some(hash::hash(&ClientSecret::new("new")).unwrap());
-    rec.previous = Some(Previous {
+    rec.previous = Some(Box::new(Previous {
         hash: old,
         expires_at: Timestamp::from_second(10).unwrap(),
-    });
+    }));
     assert_eq!(
         v.remembered("m2m_1", "right", &rec, now),
         Some(SecretKind::Previous)

@@ -83,11 +83,11 @@ fn the_retired_secret_is_the_one_the_secret_holds_and_can_be_revoked() {
     keyless(&mut w);
     let pending: crate::credentials::hash::PhcHash =
         serde_json::from_value(serde_json::json!("$argon2id$pending")).unwrap();
-    w.record.as_mut().unwrap().pending = Some(Pending {
+    w.record.as_mut().unwrap().pending = Some(Box::new(Pending {
         hash: pending.clone(),
         rotate_request: None,
         started_at: t(150),
-    });
+    }));
     w.state = SecretState::Ours {
         matched: Some(SecretKind::Pending),
         readable: true,

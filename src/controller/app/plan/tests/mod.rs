@@ -160,10 +160,10 @@ pub(super) fn issue_cause(p: &Plan) -> Option<IssueCause> {
 pub(super) fn rotated_once() -> World {
     let mut w = World::issued();
     let rec = w.record.as_mut().unwrap();
-    rec.previous = Some(Previous {
+    rec.previous = Some(Box::new(Previous {
         hash: serde_json::from_value(serde_json::json!("$argon2id$older")).unwrap(),
         expires_at: t(1000),
-    });
+    }));
     rec.revision = 2;
     rec.handled_rotate_request = Some("r0".into());
     w.annotate("m2m.dev/rotate", "r0");

@@ -19,11 +19,11 @@ fn rotate_and_revoke_together_refuse_the_replaced_secret_at_once() {
         // crash after it must not lose the revocation.
         assert_eq!(record.handled_revoke_request, None);
         let mut pending = record.clone();
-        pending.pending = Some(Pending {
+        pending.pending = Some(Box::new(Pending {
             hash: serde_json::from_value(serde_json::json!("$argon2id$new")).unwrap(),
             rotate_request: Some("leak1".into()),
             started_at: t(200),
-        });
+        }));
         let done = promote(pending, promotion);
         assert!(done.previous.is_none(), "neither old secret is accepted");
         assert_eq!(done.handled_rotate_request.as_deref(), Some("leak1"));
@@ -69,11 +69,11 @@ fn an_interrupted_rotation_with_a_revocation_finishes_with_the_old_secret_refuse
     w.annotate("m2m.dev/rotate", "leak1");
     w.annotate("m2m.dev/revoke-previous", "other");
     let rec = w.record.as_mut().unwrap();
-    rec.pending = Some(Pending {
+    rec.pending = Some(Box::new(Pending {
         hash: serde_json::from_value(serde_json::json!("$argon2id$new")).unwrap(),
         rotate_request: Some("leak1".into()),
         started_at: t(150),
-    });
+    }));
     w.state = SecretState::Ours {
         matched: Some(SecretKind::Pending),
         readable: true,

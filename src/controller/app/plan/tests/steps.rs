@@ -100,15 +100,15 @@ fn keeps_a_matching_secret_and_cleans_the_record() {
     );
     let mut w = World::issued();
     let rec = w.record.as_mut().unwrap();
-    rec.pending = Some(Pending {
+    rec.pending = Some(Box::new(Pending {
         hash: rec.current.clone().unwrap(),
         rotate_request: None,
         started_at: t(0),
-    });
-    rec.previous = Some(Previous {
+    }));
+    rec.previous = Some(Box::new(Previous {
         hash: rec.current.clone().unwrap(),
         expires_at: t(300),
-    });
+    }));
     let Step::Keep {
         record: Some(cleaned),
         ..
@@ -133,11 +133,11 @@ fn keeps_a_matching_secret_and_cleans_the_record() {
 fn a_secret_holding_the_pending_secret_finishes_the_rotation() {
     let mut w = World::issued();
     let rec = w.record.as_mut().unwrap();
-    rec.pending = Some(Pending {
+    rec.pending = Some(Box::new(Pending {
         hash: serde_json::from_value(serde_json::json!("$argon2id$pending")).unwrap(),
         rotate_request: Some("r1".into()),
         started_at: t(150),
-    });
+    }));
     w.state = SecretState::Ours {
         matched: Some(SecretKind::Pending),
         readable: true,
