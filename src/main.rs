@@ -22,7 +22,10 @@ use tokio_util::sync::CancellationToken;
 /// with the former 19 MiB parameters). mimalloc returned those, but a process with 10,000 apps
 /// stayed at 88-103 MiB where jemalloc's is at 69 MiB: +47.9 MiB over empty caches instead of
 /// +58.7-73.8 (`hack/bench.sh memory`, docs/benchmarks.md, 2026-12-03), and its empty process
-/// 21 MiB instead of 29.
+/// 21 MiB instead of 29. Its freed pages are purged by a background thread after 1 s (the
+/// `background_threads` feature, `dirty_decay_ms:1000` in .cargo/config.toml; jemalloc's
+/// default purges only while the process allocates, after 10 s): 38.5 MiB instead of 45.3 at
+/// 10,000 apps (2026-12-04). `_RJEM_MALLOC_CONF` overrides both at run time.
 /// (The `system-allocator` feature leaves glibc's, for heaptrack: hack/heap-profile.sh.)
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
